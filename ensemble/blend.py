@@ -1,0 +1,67 @@
+"""Combine fold predictions: average the test probabilities, gather the out-of-fold table, score it.
+
+Averaging is arithmetic on probabilities (not logits), which is what a log-loss ensemble wants: the mean of
+calibrated distributions is a calibrated distribution, and it is never more confident than its members.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ensemble.folds import FOLD
+from ensemble.layout import ID, LABEL
+from ensemble.metrics import accuracy, kaggle_log_loss
+
+
+def class_columns(table: pd.DataFrame) -> list[str]:
+    """The probability columns of a prediction table."""
+    return [c for c in table.columns if c not in (ID, LABEL, FOLD)]
+
+
+def average_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Mean probability table over members that predict the same ids and classes (row order of the first)."""
+    first = tables[0]
+    classes = class_columns(first)
+    total = np.zeros((len(first), len(classes)))
+    for i, t in enumerate(tables):
+        if class_columns(t) != classes or set(t[ID]) != set(first[ID]) or len(t) != len(first):
+            raise ValueError(f"member {i} predicts other ids or classes than member 0; were they trained on "
+                             "the same data?")
+        total += t.set_index(ID).loc[first[ID], classes].to_numpy()
+    averaged = pd.DataFrame(total / len(tables), columns=classes)
+    averaged.insert(0, ID, first[ID].to_numpy())
+    return averaged
+
+
+def blend_models(oofs: list[pd.DataFrame], tests: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Equal-weight blend of several models' out-of-fold and test tables (one model: unchanged values)."""
+    first = oofs[0].sort_values(ID, kind="stable").reset_index(drop=True)
+    oof = average_tables([first, *oofs[1:]])
+    oof.insert(1, LABEL, first[LABEL].to_numpy())
+    oof.insert(2, FOLD, first[FOLD].to_numpy())
+    return oof, average_tables(tests)
+
+
+def gather_oof(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Out-of-fold tables of all folds as one table sorted by id; each id must appear exactly once."""
+    oof = pd.concat(tables, ignore_index=True).sort_values(ID, kind="stable").reset_index(drop=True)
+    dup = oof[ID][oof[ID].duplicated()]
+    if len(dup):
+        raise ValueError(f"ids predicted out-of-fold by more than one fold, e.g. {dup.iloc[:3].tolist()}")
+    return oof
+
+
+def oof_scores(oof: pd.DataFrame) -> dict:
+    """Log loss and accuracy per fold and over all out-of-fold rows."""
+    classes = class_columns(oof)
+    index = {c: i for i, c in enumerate(classes)}
+
+    def score(rows: pd.DataFrame) -> dict:
+        probs, labels = rows[classes].to_numpy(), rows[LABEL].map(index).to_numpy()
+        return {"log_loss": kaggle_log_loss(probs, labels), "accuracy": accuracy(probs, labels), "n": len(rows)}
+
+    per_fold = {int(f): score(rows) for f, rows in oof.groupby(FOLD)}
+    losses = [s["log_loss"] for s in per_fold.values()]
+    return {"overall": score(oof), "per_fold": per_fold,
+            "fold_log_loss_mean": float(np.mean(losses)), "fold_log_loss_std": float(np.std(losses))}

@@ -1,0 +1,294 @@
+"""``python -m ensemble VERB ...``: the command line each Snakemake rule calls.
+
+This is the thin translation at the edge: flags become explicit keyword arguments of library functions.
+Each verb has ``add_<verb>(subparsers)`` and ``run_<verb>(args)``; nothing below this layer sees ``args``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ensemble.atomic import write_csv, write_json, write_text
+
+log = logging.getLogger("ensemble")
+
+
+def _threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
+def add_demo_data(sub) -> None:
+    p = sub.add_parser("demo-data", help="generate the built-in synthetic data set in the Kaggle layout")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--train", type=int, default=1000)
+    p.add_argument("--test", type=int, default=300)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run_demo_data(a) -> None:
+    from ensemble.demo_data import make_demo
+
+    make_demo(a.out, n_classes=a.classes, n_train=a.train, n_test=a.test, size=a.size, seed=a.seed)
+
+
+def add_check_inputs(sub) -> None:
+    p = sub.add_parser("check-inputs", help="check a data set in the Kaggle layout before any training")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--k", type=int, required=True)
+    p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--out", type=Path, required=True, help="JSON summary, written only when all checks pass")
+
+
+def run_check_inputs(a) -> None:
+    from ensemble.inputs import check_inputs
+
+    write_json(check_inputs(a.data, a.k, threads=a.threads), a.out)
+
+
+def add_folds(sub) -> None:
+    p = sub.add_parser("folds", help="assign stratified folds: a table of id, breed, fold")
+    p.add_argument("--labels", type=Path, required=True)
+    p.add_argument("--k", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True)
+
+
+def run_folds(a) -> None:
+    from ensemble.folds import assign_folds
+    from ensemble.layout import read_labels
+
+    write_csv(assign_folds(read_labels(a.labels), a.k, a.seed), a.out)
+
+
+def _add_runtime(p) -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for this job")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+
+
+def add_train(sub) -> None:
+    from ensemble.hparams import TrainConfig
+
+    p = sub.add_parser("train", help="train one model on one fold (resumes from its checkpoint)")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--folds", type=Path, required=True)
+    p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--out-model", type=Path, required=True)
+    p.add_argument("--out-history", type=Path, required=True)
+    p.add_argument("--out-metrics", type=Path, required=True)
+    _add_runtime(p)
+    for f in dataclasses.fields(TrainConfig):  # one flag per hyperparameter, typed by its default
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "backbone":
+            p.add_argument(flag, required=True)
+        elif f.name == "hidden":
+            p.add_argument(flag, type=int, nargs="*", default=list(f.default))
+        else:
+            p.add_argument(flag, type=type(f.default), default=f.default)
+
+
+def run_train(a) -> None:
+    from ensemble.device import resolve_device
+    from ensemble.folds import split
+    from ensemble.layout import ID, LABEL, Layout, read_classes
+    from ensemble.hparams import TrainConfig
+    from ensemble.train import FoldData, train_fold
+
+    _threads(a.threads)
+    layout = Layout(a.data)
+    classes = read_classes(layout.sample_submission_csv)
+    index = {c: i for i, c in enumerate(classes)}
+    train, val = split(pd.read_csv(a.folds, dtype={ID: str, LABEL: str}), a.fold)
+    data = FoldData(classes, train[ID].tolist(), [layout.train_image(i) for i in train[ID]],
+                    train[LABEL].map(index).tolist(), [layout.train_image(i) for i in val[ID]],
+                    val[LABEL].map(index).tolist())
+    values = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{**values, "hidden": tuple(values["hidden"])})
+    train_fold(data, config, device=resolve_device(a.device), workers=a.workers, checkpoint_path=a.checkpoint,
+               model_path=a.out_model, history_path=a.out_history, metrics_path=a.out_metrics)
+
+
+def add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="out-of-fold and test probabilities of one fold's model")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--folds", type=Path, required=True)
+    p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out-oof", type=Path, required=True)
+    p.add_argument("--out-test", type=Path, required=True)
+    _add_runtime(p)
+
+
+def run_predict(a) -> None:
+    from ensemble.device import resolve_device
+    from ensemble.layout import ID, LABEL, Layout, read_sample_ids
+    from ensemble.predict import predict_fold
+
+    _threads(a.threads)
+    folds = pd.read_csv(a.folds, dtype={ID: str, LABEL: str})
+    oof, test = predict_fold(a.model, folds, a.fold, a.data, read_sample_ids(Layout(a.data).sample_submission_csv),
+                             device=resolve_device(a.device), workers=a.workers, batch_size=a.batch_size)
+    write_csv(oof, a.out_oof, float_format="%.8g")
+    write_csv(test, a.out_test, float_format="%.8g")
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    from ensemble.layout import ID, LABEL
+
+    return pd.read_csv(path, dtype={ID: str, LABEL: str}, keep_default_na=False)
+
+
+def add_average(sub) -> None:
+    p = sub.add_parser("average", help="average fold test probabilities; gather and score out-of-fold ones")
+    p.add_argument("--oof", type=Path, nargs="+", required=True)
+    p.add_argument("--test", type=Path, nargs="+", required=True)
+    p.add_argument("--out-oof", type=Path, required=True)
+    p.add_argument("--out-test", type=Path, required=True)
+    p.add_argument("--out-scores", type=Path, required=True)
+
+
+def run_average(a) -> None:
+    from ensemble.blend import average_tables, gather_oof, oof_scores
+
+    oof = gather_oof([_read_table(p) for p in a.oof])
+    scores = oof_scores(oof)
+    write_csv(oof, a.out_oof, float_format="%.8g")
+    write_csv(average_tables([_read_table(p) for p in a.test]), a.out_test, float_format="%.8g")
+    write_json(scores, a.out_scores)
+    log.info("out-of-fold log loss %.4f (folds %.4f +- %.4f), accuracy %.3f", scores["overall"]["log_loss"],
+             scores["fold_log_loss_mean"], scores["fold_log_loss_std"], scores["overall"]["accuracy"])
+
+
+def add_blend(sub) -> None:
+    p = sub.add_parser("blend", help="blend the models' averaged predictions with equal weights")
+    p.add_argument("--oof", type=Path, nargs="+", required=True)
+    p.add_argument("--test", type=Path, nargs="+", required=True)
+    p.add_argument("--out-oof", type=Path, required=True)
+    p.add_argument("--out-test", type=Path, required=True)
+    p.add_argument("--out-scores", type=Path, required=True)
+
+
+def run_blend(a) -> None:
+    from ensemble.blend import blend_models, oof_scores
+
+    oof, test = blend_models([_read_table(p) for p in a.oof], [_read_table(p) for p in a.test])
+    scores = {"models": [str(p) for p in a.oof], "weights": [1 / len(a.oof)] * len(a.oof), **oof_scores(oof)}
+    write_csv(oof, a.out_oof, float_format="%.8g")
+    write_csv(test, a.out_test, float_format="%.8g")
+    write_json(scores, a.out_scores)
+    log.info("blend of %d model(s): out-of-fold log loss %.4f", len(a.oof), scores["overall"]["log_loss"])
+
+
+def add_submit(sub) -> None:
+    p = sub.add_parser("submit", help="clip, renormalise and write a validated submission")
+    p.add_argument("--probs", type=Path, required=True)
+    p.add_argument("--sample", type=Path, required=True)
+    p.add_argument("--floor", type=float, required=True)
+    p.add_argument("--ceiling", type=float, required=True)
+    p.add_argument("--out", type=Path, required=True)
+
+
+def run_submit(a) -> None:
+    from ensemble.blend import class_columns
+    from ensemble.submission import clip_rows, make_submission, validate_submission
+
+    probs, sample = _read_table(a.probs), _read_table(a.sample)
+    sub = make_submission(probs, sample)
+    classes = class_columns(sub)
+    sub[classes] = clip_rows(sub[classes].to_numpy(), a.floor, a.ceiling)
+    validate_submission(sub, sample)
+    write_csv(sub, a.out, float_format="%.10g")
+
+
+def add_validate(sub) -> None:
+    p = sub.add_parser("validate", help="check a submission file against sample_submission.csv")
+    p.add_argument("submission", type=Path)
+    p.add_argument("sample", type=Path)
+
+
+def run_validate(a) -> None:
+    from ensemble.submission import validate_submission
+
+    validate_submission(_read_table(a.submission), _read_table(a.sample))
+    log.info("%s is a valid submission", a.submission)
+
+
+def add_score(sub) -> None:
+    p = sub.add_parser("score", help="Kaggle log loss of a submission against an answer key (id,breed)")
+    p.add_argument("submission", type=Path)
+    p.add_argument("answers", type=Path)
+    p.add_argument("--members", type=Path, nargs="*", default=[],
+                   help="also score these probability tables (e.g. each fold's test predictions)")
+    p.add_argument("--out", type=Path, help="write the scores as JSON here")
+
+
+def run_score(a) -> None:
+    from ensemble.layout import read_labels
+    from ensemble.scoring import score_table
+
+    answers = read_labels(a.answers)
+    scores = {"submission": score_table(_read_table(a.submission), answers),
+              "members": {str(p): score_table(_read_table(p), answers) for p in a.members}}
+    if a.out:
+        write_json(scores, a.out)
+    print(f"log loss {scores['submission']['log_loss']:.5f}  accuracy {scores['submission']['accuracy']:.4f}")
+    for path, s in scores["members"].items():
+        print(f"  {path}: log loss {s['log_loss']:.5f}  accuracy {s['accuracy']:.4f}")
+
+
+def add_provenance(sub) -> None:
+    p = sub.add_parser("provenance", help="write a run's resolved config and software versions")
+    p.add_argument("--config-json", required=True, help="the resolved config, as JSON")
+    p.add_argument("--out-config", type=Path, required=True)
+    p.add_argument("--out-versions", type=Path, required=True)
+
+
+def run_provenance(a) -> None:
+    from ensemble.provenance import versions
+
+    write_text(yaml.safe_dump(json.loads(a.config_json), sort_keys=False), a.out_config)
+    write_json(versions(Path.cwd()), a.out_versions)
+
+
+VERBS = ["demo_data", "check_inputs", "folds", "train", "predict", "average", "blend", "submit", "validate", "score",
+         "provenance"]
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ensemble", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", required=True)
+    for verb in VERBS:
+        globals()[f"add_{verb}"](sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ensemble.inputs import InputError
+    from ensemble.submission import SubmissionError
+
+    args = get_args_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        globals()[f"run_{args.verb.replace('-', '_')}"](args)
+    except (InputError, SubmissionError, FileNotFoundError, ValueError) as e:
+        if os.environ.get("ENSEMBLE_DEBUG"):
+            raise
+        log.error("%s", e)
+        return 1
+    return 0

@@ -1,0 +1,117 @@
+"""Input check: fail before any training, naming the ids, classes and files at fault and the fix.
+
+Checks that every labelled id has a decodable image, ids are unique and labelled, the label set equals the
+submission columns, each class has at least k images, and every sample_submission id has a test image.
+Images in other modes (grayscale, CMYK, PNG bytes in a .jpg) are fine: they load as RGB and are counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from PIL import Image
+
+from ensemble.layout import ID, LABEL, Layout, read_classes, read_labels, read_sample_ids
+
+log = logging.getLogger(__name__)
+SHOWN = 10  # how many offending ids an error message lists before "and N more"
+
+
+class InputError(ValueError):
+    """The data set cannot be used as it is; the message lists every problem found."""
+
+
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(items[:SHOWN])
+    return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
+
+
+def probe_image(path: Path) -> tuple[str | None, str | None]:
+    """Decode one image fully. Returns (format/mode note, error); error is None when it loads."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return f"{im.format}/{im.mode}", None
+    except FileNotFoundError:
+        return None, "missing"
+    except Exception as e:  # PIL raises many types for corrupt files
+        return None, f"unreadable ({type(e).__name__}: {e})"
+
+
+def _probe_all(paths: list[Path], threads: int) -> list[tuple[str | None, str | None]]:
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # PIL decodes without the GIL
+        return list(pool.map(probe_image, paths))
+
+
+def _label_problems(labels, classes: list[str], k: int) -> list[str]:
+    problems = []
+    dup = labels[ID][labels[ID].duplicated()].unique().tolist()
+    if dup:
+        problems.append(f"duplicate ids in labels.csv: {_listing(dup)}; keep one row per id")
+    empty = labels[ID][labels[LABEL].str.strip() == ""].tolist()
+    if empty:
+        problems.append(f"ids with an empty label in labels.csv: {_listing(empty)}; label or remove them")
+    counts = Counter(labels[LABEL][labels[LABEL].str.strip() != ""])
+    unknown = sorted(set(counts) - set(classes))
+    if unknown:
+        problems.append(f"labels that are not sample_submission columns: {_listing(unknown)}; "
+                        "fix the labels or add the columns")
+    unused = sorted(set(classes) - set(counts))
+    if unused:
+        problems.append(f"sample_submission columns with no labelled image: {_listing(unused)}; "
+                        "add images of these classes or drop the columns")
+    small = [f"{c} ({n})" for c, n in sorted(counts.items()) if n < k and c in classes]
+    if small:
+        problems.append(f"classes with fewer than k={k} images: {_listing(small)}; "
+                        "add images or lower folds.k")
+    return problems
+
+
+def _image_problems(kind: str, ids: list[str], paths: list[Path], threads: int) -> tuple[list[str], Counter]:
+    results = _probe_all(paths, threads)
+    modes = Counter(note for note, err in results if note)
+    bad = [f"{i} ({p}: {err})" for i, p, (_, err) in zip(ids, paths, results) if err]
+    problems = [f"{kind} images that are missing or unreadable: {_listing(bad)}; "
+                f"replace the files or remove the ids"] if bad else []
+    return problems, modes
+
+
+def check_inputs(data_dir: str | Path, k: int, threads: int = 4) -> dict:
+    """Check a data set in the Kaggle layout; return a summary for the report.
+
+    Raises:
+        InputError: listing every problem found, each with its fix.
+    """
+    layout = Layout(Path(data_dir))
+    for required in (layout.labels_csv, layout.sample_submission_csv, layout.train_dir, layout.test_dir):
+        if not required.exists():
+            raise InputError(f"{required} does not exist; data.dir must point at a folder in the Kaggle "
+                             "layout (labels.csv, sample_submission.csv, train/, test/)")
+    labels = read_labels(layout.labels_csv)
+    classes = read_classes(layout.sample_submission_csv)
+    test_ids = read_sample_ids(layout.sample_submission_csv)
+    problems = _label_problems(labels, classes, k)
+    if not test_ids:
+        problems.append(f"{layout.sample_submission_csv} has no rows; it must list every test id")
+    train_problems, train_modes = _image_problems(
+        "training", labels[ID].tolist(), [layout.train_image(i) for i in labels[ID]], threads)
+    test_problems, test_modes = _image_problems(
+        "test", test_ids, [layout.test_image(i) for i in test_ids], threads)
+    problems += train_problems + test_problems
+    if problems:
+        raise InputError(f"{len(problems)} problem(s) in {layout.root}:\n- " + "\n- ".join(problems))
+    summary = {
+        "data_dir": str(layout.root),
+        "n_train": len(labels),
+        "n_test": len(test_ids),
+        "classes": classes,
+        "train_per_class": dict(sorted(Counter(labels[LABEL]).items())),
+        "train_formats": dict(train_modes),
+        "test_formats": dict(test_modes),
+    }
+    log.info("inputs ok: %d training images in %d classes, %d test images", len(labels), len(classes),
+             len(test_ids))
+    return summary

@@ -1,0 +1,69 @@
+"""Predict with one fold's model: out-of-fold probabilities for its validation images, and test probabilities.
+
+Tables are written as CSV a person can open: ``id`` (plus ``breed`` and ``fold`` for out-of-fold rows),
+then one probability column per class in submission order.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ensemble.data import ImageFiles, make_loader
+from ensemble.device import resolve_precision
+from ensemble.folds import FOLD, split
+from ensemble.layout import ID, LABEL, Layout
+from ensemble.models import build_model, get_backbone
+from ensemble.train import predict_log_probs
+from ensemble.transforms import eval_transform
+
+log = logging.getLogger(__name__)
+
+
+def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict, list[str]]:
+    """Rebuild a trained model from its file; returns (model in eval mode, its train config, classes)."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    config, classes = saved["config"], list(saved["classes"])
+    model = build_model(config["backbone"], n_classes=len(classes), hidden=list(config["hidden"]),
+                        dropout=config["dropout"], weights="none")
+    model.load_state_dict(saved["model"])
+    return model.to(device, memory_format=torch.channels_last).eval(), config, classes
+
+
+def predict_files(model, config: dict, paths: list[Path], *, device: torch.device, workers: int,
+                  batch_size: int) -> np.ndarray:
+    """(N, K) probabilities for image files, with the backbone's eval transform."""
+    spec = get_backbone(config["backbone"])
+    dataset = ImageFiles(paths, None, eval_transform(config["image_size"], spec.mean, spec.std))
+    loader = make_loader(dataset, batch_size=batch_size, shuffle=False, workers=workers, device=device)
+    dtype = resolve_precision(config["precision"], device)
+    return predict_log_probs(model, loader, device=device, dtype=dtype).exp().double().numpy()
+
+
+def probability_table(ids: list[str], probs: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """id + one column per class."""
+    table = pd.DataFrame(probs, columns=classes)
+    table.insert(0, ID, ids)
+    return table
+
+
+def predict_fold(model_path: Path, folds: pd.DataFrame, fold: int, data_dir: Path, test_ids: list[str], *,
+                 device: torch.device, workers: int, batch_size: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(out-of-fold table, test table) of one fold's model."""
+    layout = Layout(Path(data_dir))
+    model, config, classes = load_model(model_path, device)
+    _, val = split(folds, fold)
+    oof = probability_table(val[ID].tolist(), predict_files(
+        model, config, [layout.train_image(i) for i in val[ID]], device=device, workers=workers,
+        batch_size=batch_size), classes)
+    oof.insert(1, LABEL, val[LABEL].to_numpy())
+    oof.insert(2, FOLD, fold)
+    test = probability_table(test_ids, predict_files(
+        model, config, [layout.test_image(i) for i in test_ids], device=device, workers=workers,
+        batch_size=batch_size), classes)
+    log.info("fold %d: %d out-of-fold and %d test rows", fold, len(oof), len(test))
+    return oof, test

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny data sets in the Kaggle layout, written by the tests themselves."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+DOGS10 = REPO.parent / "shared" / "data" / "dogs10"
+
+
+def write_kaggle_dataset(root: Path, classes: list[str], per_class: int, n_test: int, size: int = 24,
+                         seed: int = 0) -> pd.DataFrame:
+    """A small random data set in the Kaggle layout; returns labels.csv's table."""
+    rng = np.random.default_rng(seed)
+    (root / "train").mkdir(parents=True, exist_ok=True)
+    (root / "test").mkdir(exist_ok=True)
+    rows = []
+    for c, name in enumerate(classes):
+        for j in range(per_class):
+            image_id = hashlib.md5(f"{seed}-{name}-{j}".encode()).hexdigest()
+            pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+            pixels[:, :, c % 3] //= 4  # a weak class signal
+            Image.fromarray(pixels).save(root / "train" / f"{image_id}.jpg")
+            rows.append((image_id, name))
+    labels = pd.DataFrame(rows, columns=["id", "breed"])
+    labels.to_csv(root / "labels.csv", index=False)
+    test_ids = [hashlib.md5(f"{seed}-test-{j}".encode()).hexdigest() for j in range(n_test)]
+    for image_id in test_ids:
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / "test" / f"{image_id}.jpg")
+    sample = pd.DataFrame({"id": test_ids, **{c: 1 / len(classes) for c in classes}})
+    sample.to_csv(root / "sample_submission.csv", index=False)
+    return labels
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path) -> Path:
+    root = tmp_path / "data"
+    write_kaggle_dataset(root, ["beagle", "dingo", "samoyed"], per_class=6, n_test=4)
+    return root

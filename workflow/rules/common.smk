@@ -1,0 +1,62 @@
+# Helpers shared by the rules: run paths, per-model training flags, resources. No logic beyond lookup.
+import json
+import shlex
+
+import yaml
+
+RUN = config["run"]
+RESULTS = f"results/{RUN}"
+LOGS = f"logs/{RUN}"
+DATA = config["data"]["dir"]
+FOLDS = list(range(config["folds"]["k"]))
+MODELS = list(config["models"])
+
+with open(workflow.source_path("../schemas/config.schema.yaml")) as _f:
+    _MODEL_SCHEMA = yaml.safe_load(_f)["$defs"]["model"]["properties"]
+MODEL_DEFAULTS = {key: spec["default"] for key, spec in _MODEL_SCHEMA.items() if "default" in spec}
+
+
+wildcard_constraints:
+    model="[A-Za-z0-9._-]+",
+    fold=r"\d+",
+
+
+def model_config(name):
+    """A model's settings with the schema's defaults filled in."""
+    return {**MODEL_DEFAULTS, **config["models"][name]}
+
+
+def train_flags(wildcards):
+    """The model's hyperparameters as shell-quoted `python -m ensemble train` flags (a param: edits rerun)."""
+    settings = {**model_config(wildcards.model), "seed": config["seed"]}
+    flags = []
+    for key, value in settings.items():
+        values = value if isinstance(value, list) else [value]
+        flags += ["--" + key.replace("_", "-"), *(shlex.quote(str(v)) for v in values)]
+    return " ".join(flags)
+
+
+def gpus_per_job():
+    """1 unless training is pinned to the CPU; from config, never from the machine that builds the DAG."""
+    return 0 if config["train"]["device"] == "cpu" else 1
+
+
+def fold_predictions(kind):
+    """Input function: one model's per-fold prediction tables of `kind` (oof or test)."""
+
+    def tables(wildcards):
+        return expand(getattr(rules.predict.output, kind), model=wildcards.model, fold=FOLDS)
+
+    return tables
+
+
+def answer_scores():
+    return [f"{RESULTS}/score/scores.json"] if config["data"]["answers"] else []
+
+
+def provenance_outputs():
+    return [f"{RESULTS}/provenance/config.yaml", f"{RESULTS}/provenance/versions.json"]
+
+
+def config_json():
+    return json.dumps(config, sort_keys=True)

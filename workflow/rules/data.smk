@@ -1,0 +1,53 @@
+# Data: the built-in demo set, the input check, stratified folds.
+
+
+rule demo_data:
+    output:
+        labels="data/demo/labels.csv",
+        sample="data/demo/sample_submission.csv",
+        answers="data/demo/test_labels.csv",
+    params:
+        out="data/demo",
+        classes=config["demo"]["classes"],
+        train=config["demo"]["train"],
+        test=config["demo"]["test"],
+        size=config["demo"]["size"],
+        seed=config["demo"]["seed"],
+    log:
+        "logs/demo_data.log",
+    shell:
+        "python -m ensemble demo-data --out {params.out:q} --classes {params.classes} --train {params.train}"
+        " --test {params.test} --size {params.size} --seed {params.seed} > {log:q} 2>&1"
+
+
+rule check_inputs:
+    input:
+        labels=f"{DATA}/labels.csv",
+        sample=f"{DATA}/sample_submission.csv",
+    output:
+        report=f"{RESULTS}/inputs/report.json",
+    params:
+        data=DATA,
+        k=config["folds"]["k"],
+    threads: 4
+    log:
+        f"{LOGS}/check_inputs.log",
+    shell:
+        "python -m ensemble check-inputs --data {params.data:q} --k {params.k} --threads {threads}"
+        " --out {output.report:q} > {log:q} 2>&1"
+
+
+rule folds:
+    input:
+        labels=rules.check_inputs.input.labels,
+        report=rules.check_inputs.output.report,
+    output:
+        folds=f"{RESULTS}/folds/folds.csv",
+    params:
+        k=config["folds"]["k"],
+        seed=config["folds"]["seed"],
+    log:
+        f"{LOGS}/folds.log",
+    shell:
+        "python -m ensemble folds --labels {input.labels:q} --k {params.k} --seed {params.seed}"
+        " --out {output.folds:q} > {log:q} 2>&1"

@@ -1,0 +1,61 @@
+# Combine: average each model's folds, blend the models, clip into a submission, score it when a key exists.
+
+
+rule average:
+    input:
+        oof=fold_predictions("oof"),
+        test=fold_predictions("test"),
+    output:
+        oof=f"{RESULTS}/ensemble/{{model}}/oof.csv",
+        test=f"{RESULTS}/ensemble/{{model}}/test.csv",
+        scores=f"{RESULTS}/ensemble/{{model}}/scores.json",
+    log:
+        f"{LOGS}/average/{{model}}.log",
+    shell:
+        "python -m ensemble average --oof {input.oof:q} --test {input.test:q} --out-oof {output.oof:q}"
+        " --out-test {output.test:q} --out-scores {output.scores:q} > {log:q} 2>&1"
+
+
+rule blend:
+    input:
+        oof=expand(rules.average.output.oof, model=MODELS),
+        test=expand(rules.average.output.test, model=MODELS),
+    output:
+        oof=f"{RESULTS}/blend/oof.csv",
+        test=f"{RESULTS}/blend/test.csv",
+        scores=f"{RESULTS}/blend/scores.json",
+    log:
+        f"{LOGS}/blend.log",
+    shell:
+        "python -m ensemble blend --oof {input.oof:q} --test {input.test:q} --out-oof {output.oof:q}"
+        " --out-test {output.test:q} --out-scores {output.scores:q} > {log:q} 2>&1"
+
+
+rule submit:
+    input:
+        probs=rules.blend.output.test,
+        sample=rules.check_inputs.input.sample,
+    output:
+        submission=f"{RESULTS}/submission/submission.csv",
+    params:
+        floor=config["clip"]["floor"],
+        ceiling=config["clip"]["ceiling"],
+    log:
+        f"{LOGS}/submit.log",
+    shell:
+        "python -m ensemble submit --probs {input.probs:q} --sample {input.sample:q} --floor {params.floor}"
+        " --ceiling {params.ceiling} --out {output.submission:q} > {log:q} 2>&1"
+
+
+rule score:
+    input:
+        submission=rules.submit.output.submission,
+        answers=config["data"]["answers"] or [],
+        members=expand(rules.predict.output.test, model=MODELS, fold=FOLDS),
+    output:
+        scores=f"{RESULTS}/score/scores.json",
+    log:
+        f"{LOGS}/score.log",
+    shell:
+        "python -m ensemble score {input.submission:q} {input.answers:q} --members {input.members:q}"
+        " --out {output.scores:q} > {log:q} 2>&1"

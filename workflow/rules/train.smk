@@ -1,0 +1,53 @@
+# One training job and one prediction job per (model, fold). The checkpoint lives outside the declared
+# outputs, so Snakemake never deletes it when a job fails: rerunning the same target resumes it.
+
+
+rule train:
+    input:
+        folds=rules.folds.output.folds,
+        sample=rules.check_inputs.input.sample,
+    output:
+        model=f"{RESULTS}/train/{{model}}/fold{{fold}}/model.pt",
+        history=f"{RESULTS}/train/{{model}}/fold{{fold}}/history.csv",
+        metrics=f"{RESULTS}/train/{{model}}/fold{{fold}}/metrics.json",
+    params:
+        data=DATA,
+        flags=train_flags,
+        device=config["train"]["device"],
+        workers=config["train"]["workers"],
+        checkpoint=f"{RESULTS}/checkpoints/{{model}}/fold{{fold}}/checkpoint.pt",
+    threads: 4
+    resources:
+        gpu=gpus_per_job(),
+    log:
+        f"{LOGS}/train/{{model}}/fold{{fold}}.log",
+    shell:
+        "python -m ensemble train --data {params.data:q} --folds {input.folds:q} --fold {wildcards.fold}"
+        " {params.flags} --device {params.device} --threads {threads} --workers {params.workers}"
+        " --checkpoint {params.checkpoint:q} --out-model {output.model:q} --out-history {output.history:q}"
+        " --out-metrics {output.metrics:q} >> {log:q} 2>&1"
+
+
+rule predict:
+    input:
+        model=rules.train.output.model,
+        folds=rules.folds.output.folds,
+        sample=rules.check_inputs.input.sample,
+    output:
+        oof=f"{RESULTS}/predict/{{model}}/fold{{fold}}/oof.csv",
+        test=f"{RESULTS}/predict/{{model}}/fold{{fold}}/test.csv",
+    params:
+        data=DATA,
+        device=config["train"]["device"],
+        workers=config["train"]["workers"],
+        batch_size=config["predict"]["batch_size"],
+    threads: 4
+    resources:
+        gpu=gpus_per_job(),
+    log:
+        f"{LOGS}/predict/{{model}}/fold{{fold}}.log",
+    shell:
+        "python -m ensemble predict --data {params.data:q} --folds {input.folds:q} --fold {wildcards.fold}"
+        " --model {input.model:q} --batch-size {params.batch_size} --device {params.device}"
+        " --threads {threads} --workers {params.workers} --out-oof {output.oof:q} --out-test {output.test:q}"
+        " > {log:q} 2>&1"
