@@ -1,5 +1,6 @@
 # Helpers shared by the rules: run paths, per-model training flags, resources. No logic beyond lookup.
 import json
+import os
 import shlex
 
 import yaml
@@ -8,6 +9,7 @@ RUN = config["run"]
 RESULTS = f"results/{RUN}"
 LOGS = f"logs/{RUN}"
 DATA = config["data"]["dir"]
+CONDA_ENV = "../../envs/ensemble.yaml"
 FOLDS = list(range(config["folds"]["k"]))
 MODELS = list(config["models"])
 
@@ -32,8 +34,18 @@ def train_flags(wildcards):
     flags = []
     for key, value in settings.items():
         values = value if isinstance(value, list) else [value]
-        flags += ["--" + key.replace("_", "-"), *(shlex.quote(str(v)) for v in values)]
+        flags += [f"--{key.replace('_', '-')}", *(shlex.quote(str(v)) for v in values)]
     return " ".join(flags)
+
+
+def data_dir(wildcards, input):
+    """The data folder, derived from the declared sample_submission.csv input rather than retyped."""
+    return os.path.dirname(input.sample)
+
+
+def output_dir(wildcards, output):
+    """The folder of a rule's first output."""
+    return os.path.dirname(output[0])
 
 
 def gpus_per_job():

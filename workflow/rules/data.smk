@@ -7,12 +7,14 @@ rule demo_data:
         sample="data/demo/sample_submission.csv",
         answers="data/demo/test_labels.csv",
     params:
-        out="data/demo",
+        out=output_dir,
         classes=config["demo"]["classes"],
         train=config["demo"]["train"],
         test=config["demo"]["test"],
         size=config["demo"]["size"],
         seed=config["demo"]["seed"],
+    conda:
+        CONDA_ENV
     log:
         "logs/demo_data.log",
     shell:
@@ -27,9 +29,11 @@ rule check_inputs:
     output:
         report=f"{RESULTS}/inputs/report.json",
     params:
-        data=DATA,
+        data=data_dir,
         k=config["folds"]["k"],
     threads: 4
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/check_inputs.log",
     shell:
@@ -46,6 +50,8 @@ rule folds:
     params:
         k=config["folds"]["k"],
         seed=config["folds"]["seed"],
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/folds.log",
     shell:

@@ -9,6 +9,8 @@ rule average:
         oof=f"{RESULTS}/ensemble/{{model}}/oof.csv",
         test=f"{RESULTS}/ensemble/{{model}}/test.csv",
         scores=f"{RESULTS}/ensemble/{{model}}/scores.json",
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/average/{{model}}.log",
     shell:
@@ -24,6 +26,8 @@ rule blend:
         oof=f"{RESULTS}/blend/oof.csv",
         test=f"{RESULTS}/blend/test.csv",
         scores=f"{RESULTS}/blend/scores.json",
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/blend.log",
     shell:
@@ -40,6 +44,8 @@ rule submit:
     params:
         floor=config["clip"]["floor"],
         ceiling=config["clip"]["ceiling"],
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/submit.log",
     shell:
@@ -54,6 +60,8 @@ rule score:
         members=expand(rules.predict.output.test, model=MODELS, fold=FOLDS),
     output:
         scores=f"{RESULTS}/score/scores.json",
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/score.log",
     shell:

@@ -7,6 +7,8 @@ rule provenance:
         versions=provenance_outputs()[1],
     params:
         config=config_json(),
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/provenance.log",
     shell:

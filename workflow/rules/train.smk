@@ -11,7 +11,7 @@ rule train:
         history=f"{RESULTS}/train/{{model}}/fold{{fold}}/history.csv",
         metrics=f"{RESULTS}/train/{{model}}/fold{{fold}}/metrics.json",
     params:
-        data=DATA,
+        data=data_dir,
         flags=train_flags,
         device=config["train"]["device"],
         workers=config["train"]["workers"],
@@ -19,6 +19,8 @@ rule train:
     threads: 4
     resources:
         gpu=gpus_per_job(),
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/train/{{model}}/fold{{fold}}.log",
     shell:
@@ -37,13 +39,15 @@ rule predict:
         oof=f"{RESULTS}/predict/{{model}}/fold{{fold}}/oof.csv",
         test=f"{RESULTS}/predict/{{model}}/fold{{fold}}/test.csv",
     params:
-        data=DATA,
+        data=data_dir,
         device=config["train"]["device"],
         workers=config["train"]["workers"],
         batch_size=config["predict"]["batch_size"],
     threads: 4
     resources:
         gpu=gpus_per_job(),
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/predict/{{model}}/fold{{fold}}.log",
     shell:

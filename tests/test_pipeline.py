@@ -1,0 +1,140 @@
+"""The real Snakemake DAG on a tiny config, run once and shared by the tests that read its outputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import REPO
+from ensemble.submission import clip_rows, validate_submission
+
+RUN = "tiny"
+CONFIG = {
+    "run": RUN,
+    "data": {"dir": "data/demo", "answers": "data/demo/test_labels.csv"},
+    "demo": {"classes": 4, "train": 96, "test": 24, "size": 32},
+    "folds": {"k": 3},
+    "models": {"r18": {"backbone": "resnet18", "hidden": [16], "image_size": 32, "epochs": 2, "batch_size": 16}},
+    "train": {"device": "cpu"},
+    "clip": {"floor": 0.001, "ceiling": 0.999},
+}
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """{rule: count} of a dry run's plan."""
+    done = snakemake(workdir, "--dry-run", *args)
+    assert done.returncode == 0, done.stderr
+    if "Nothing to be done" in done.stdout + done.stderr:
+        return {}
+    table = (done.stdout + done.stderr).split("Job stats:")[1].split("total")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("pipeline")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    done = snakemake(workdir, "--set-threads", "train=1", "predict=1")  # two tiny jobs at a time
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir
+
+
+def results(run_dir: Path) -> Path:
+    return run_dir / "results" / RUN
+
+
+def test_submission_is_valid_and_is_the_clipped_fold_average(run_dir):
+    sample = pd.read_csv(run_dir / "data/demo/sample_submission.csv", dtype={"id": str})
+    sub = pd.read_csv(results(run_dir) / "submission/submission.csv", dtype={"id": str})
+    validate_submission(sub, sample)
+    folds = [pd.read_csv(results(run_dir) / f"predict/r18/fold{k}/test.csv", dtype={"id": str}).set_index("id")
+             for k in range(3)]
+    mean = sum(f.loc[sub["id"], sub.columns[1:]].to_numpy() for f in folds) / 3
+    np.testing.assert_allclose(sub.iloc[:, 1:].to_numpy(), clip_rows(mean, 0.001, 0.999), atol=1e-7)
+
+
+def test_out_of_fold_table_covers_every_labelled_image_once(run_dir):
+    labels = pd.read_csv(run_dir / "data/demo/labels.csv", dtype=str)
+    oof = pd.read_csv(results(run_dir) / "ensemble/r18/oof.csv", dtype={"id": str})
+    folds = pd.read_csv(results(run_dir) / "folds/folds.csv", dtype={"id": str})
+    assert sorted(oof["id"]) == sorted(labels["id"])
+    merged = oof.merge(folds, on="id", suffixes=("", "_folds"))
+    assert (merged["fold"] == merged["fold_folds"]).all() and (merged["breed"] == merged["breed_folds"]).all()
+    scores = json.loads((results(run_dir) / "ensemble/r18/scores.json").read_text())
+    assert set(scores["per_fold"]) == {"0", "1", "2"}
+    assert scores["overall"]["n"] == len(labels)
+
+
+def test_scores_against_the_answer_key_include_every_fold(run_dir):
+    scores = json.loads((results(run_dir) / "score/scores.json").read_text())
+    assert len(scores["members"]) == 3
+    assert 0 < scores["submission"]["log_loss"] < 10 and scores["submission"]["n"] == 24
+
+
+def test_each_fold_wrote_model_history_metrics_and_a_log(run_dir):
+    for k in range(3):
+        fold = results(run_dir) / f"train/r18/fold{k}"
+        assert pd.read_csv(fold / "history.csv")["epoch"].tolist() == [1, 2]
+        assert json.loads((fold / "metrics.json").read_text())["device"] == "cpu"
+        saved = torch.load(fold / "model.pt", weights_only=True)
+        assert saved["config"]["epochs"] == 2
+        assert "epoch 2/2" in (run_dir / f"logs/{RUN}/train/r18/fold{k}.log").read_text()
+        assert not (results(run_dir) / f"checkpoints/r18/fold{k}/checkpoint.pt").exists()
+
+
+def test_provenance_records_config_and_versions(run_dir):
+    versions = json.loads((results(run_dir) / "provenance/versions.json").read_text())
+    for package in ("python", "torch", "torchvision", "snakemake", "ensemble"):
+        assert versions[package], package
+    resolved = yaml.safe_load((results(run_dir) / "provenance/config.yaml").read_text())
+    assert resolved["models"]["r18"]["lr"] == 0.05  # a schema default, filled in
+    assert resolved["folds"]["k"] == 3
+
+
+def test_complete_run_has_nothing_to_do(run_dir):
+    assert planned_jobs(run_dir) == {}
+
+
+def test_forcing_one_fold_plans_only_that_fold(run_dir):
+    target = f"results/{RUN}/train/r18/fold1/model.pt"
+    assert planned_jobs(run_dir, "--force", target) == {"train": 1}
+
+
+@pytest.mark.parametrize("change,expected", [
+    ({"clip": {"floor": 0.01}}, {"submit", "score", "all"}),
+    ({"models": {"r18": {"epochs": 3}}}, {"train", "predict", "average", "blend", "submit", "score", "all"}),
+])
+def test_a_config_edit_reruns_only_the_rules_that_use_it(run_dir, tmp_path, change, expected):
+    override = tmp_path / "override.yaml"
+    override.write_text(yaml.safe_dump(change))
+    plan = planned_jobs(run_dir, "--configfile", str(run_dir / "config.yaml"), str(override))
+    assert set(plan) - {"provenance"} == expected
+
+
+def test_workflow_passes_snakemake_lint():
+    done = subprocess.run(["snakemake", "--lint"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "Congratulations, your workflow is in a good condition!" in done.stdout + done.stderr, done.stdout
+
+
+@pytest.mark.parametrize("config,message", [
+    ({**CONFIG, "folds": {"k": 3, "seeds": 1}}, "Additional properties are not allowed ('seeds'"),
+    ({**CONFIG, "folds": {"k": "five"}}, "'five' is not of type 'integer'"),
+    ({**CONFIG, "models": {"r18": {"backbone": "resnet18", "keep": "first"}}}, "'first' is not one of"),
+])
+def test_bad_config_fails_before_any_job_with_the_key_named(tmp_path, config, message):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(tmp_path, "--dry-run")
+    assert done.returncode != 0 and message in done.stdout + done.stderr
