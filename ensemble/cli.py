@@ -98,7 +98,7 @@ def add_train(sub) -> None:
         elif f.name == "hidden":
             p.add_argument(flag, type=int, nargs="*", default=list(f.default))
         else:
-            p.add_argument(flag, type=type(f.default), default=f.default)
+            p.add_argument(flag, type=f.metadata.get("type", type(f.default)), default=f.default)
 
 
 def run_train(a) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -13,13 +13,25 @@ class TrainConfig:
     weights: str = "none"  # none | imagenet | path of a state-dict file
     hidden: tuple[int, ...] = (4096,)  # widths of the head's hidden layers
     dropout: float = 0.0  # after each hidden layer
-    image_size: int = 224  # px, square crops
-    epochs: int = 10
+    image_size: int | None = field(default=None, metadata={"type": int})  # px; None: the backbone's own
+    head_epochs: int = 0  # phase 1: backbone frozen, only the head trains (0: no such phase)
+    epochs: int = 10  # phase 2: the whole network trains
     batch_size: int = 32
-    lr: float = 0.05  # peak rate, reached after warmup
+    lr: float = 0.05  # peak rate of the head (phase 1), reached after warmup
+    finetune_lr_scale: float = 1.0  # phase 2 head rate = lr * finetune_lr_scale
+    lr_groups: int = 1  # phase 2 parameter groups, head to stem (1: one rate for all)
+    lr_ratio: float = 1.0  # phase 2: group i from the head trains at lr * finetune_lr_scale * lr_ratio**i
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
     keep: str = "last"  # last | best (lowest validation loss; optimistic out-of-fold score)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     seed: int = 0
+
+    @property
+    def total_epochs(self) -> int:
+        return self.head_epochs + self.epochs
+
+    def phase(self, epoch: int) -> str:
+        """``head`` (backbone frozen) or ``full`` for a 0-based epoch counted over both phases."""
+        return "head" if epoch < self.head_epochs else "full"

@@ -17,30 +17,30 @@ from ensemble.data import ImageFiles, make_loader
 from ensemble.device import resolve_precision
 from ensemble.folds import FOLD, split
 from ensemble.layout import ID, LABEL, Layout
-from ensemble.models import build_model, get_backbone
-from ensemble.train import predict_log_probs
+from ensemble.loops import predict_log_probs
+from ensemble.models import build_model
 from ensemble.transforms import eval_transform
 
 log = logging.getLogger(__name__)
 
 
-def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict, list[str]]:
-    """Rebuild a trained model from its file; returns (model in eval mode, its train config, classes)."""
+def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a trained model from its file; returns (model in eval mode, the saved record)."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    config, classes = saved["config"], list(saved["classes"])
-    model = build_model(config["backbone"], n_classes=len(classes), hidden=list(config["hidden"]),
+    config = saved["config"]
+    model = build_model(config["backbone"], n_classes=len(saved["classes"]), hidden=list(config["hidden"]),
                         dropout=config["dropout"], weights="none")
     model.load_state_dict(saved["model"])
-    return model.to(device, memory_format=torch.channels_last).eval(), config, classes
+    return model.to(device, memory_format=torch.channels_last).eval(), saved
 
 
-def predict_files(model, config: dict, paths: list[Path], *, device: torch.device, workers: int,
+def predict_files(model, saved: dict, paths: list[Path], *, device: torch.device, workers: int,
                   batch_size: int) -> np.ndarray:
-    """(N, K) probabilities for image files, with the backbone's eval transform."""
-    spec = get_backbone(config["backbone"])
-    dataset = ImageFiles(paths, None, eval_transform(config["image_size"], spec.mean, spec.std))
+    """(N, K) probabilities for image files, with the eval transform the model was validated with."""
+    pre = saved["preprocessing"]
+    dataset = ImageFiles(paths, None, eval_transform(pre["size"], pre["mean"], pre["std"], pre["crop_pct"]))
     loader = make_loader(dataset, batch_size=batch_size, shuffle=False, workers=workers, device=device)
-    dtype = resolve_precision(config["precision"], device)
+    dtype = resolve_precision(saved["config"]["precision"], device)
     return predict_log_probs(model, loader, device=device, dtype=dtype).exp().double().numpy()
 
 
@@ -55,15 +55,16 @@ def predict_fold(model_path: Path, folds: pd.DataFrame, fold: int, data_dir: Pat
                  device: torch.device, workers: int, batch_size: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(out-of-fold table, test table) of one fold's model."""
     layout = Layout(Path(data_dir))
-    model, config, classes = load_model(model_path, device)
+    model, saved = load_model(model_path, device)
+    classes = list(saved["classes"])
     _, val = split(folds, fold)
     oof = probability_table(val[ID].tolist(), predict_files(
-        model, config, [layout.train_image(i) for i in val[ID]], device=device, workers=workers,
+        model, saved, [layout.train_image(i) for i in val[ID]], device=device, workers=workers,
         batch_size=batch_size), classes)
     oof.insert(1, LABEL, val[LABEL].to_numpy())
     oof.insert(2, FOLD, fold)
     test = probability_table(test_ids, predict_files(
-        model, config, [layout.test_image(i) for i in test_ids], device=device, workers=workers,
+        model, saved, [layout.test_image(i) for i in test_ids], device=device, workers=workers,
         batch_size=batch_size), classes)
     log.info("fold %d: %d out-of-fold and %d test rows", fold, len(oof), len(test))
     return oof, test

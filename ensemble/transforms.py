@@ -1,6 +1,6 @@
 """Train and eval transforms (torchvision.transforms.v2), built from the backbone's preprocessing.
 
-Eval: resize the shorter side to size / EVAL_CROP, centre-crop ``size`` (the usual 0.875 crop ratio).
+Eval: resize the shorter side to size / crop_pct, centre-crop ``size``; crop_pct is the backbone's own.
 Train: random resized crop (scale 0.35-1, so most of the subject stays in view) and horizontal flip;
 no vertical flips, since photos have an up.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-EVAL_CROP = 0.875
 TRAIN_SCALE = (0.35, 1.0)
 
 
@@ -27,10 +26,10 @@ def train_transform(size: int, mean: tuple[float, ...], std: tuple[float, ...]) 
     ])
 
 
-def eval_transform(size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> v2.Compose:
+def eval_transform(size: int, mean: tuple[float, ...], std: tuple[float, ...], crop_pct: float) -> v2.Compose:
     """Deterministic transform for validation and test images."""
     return v2.Compose([
-        v2.Resize(round(size / EVAL_CROP), antialias=True),
+        v2.Resize(round(size / crop_pct), antialias=True),
         v2.CenterCrop(size),
         *_to_tensor(mean, std),
     ])

@@ -1,4 +1,6 @@
+import contextlib
 import logging
+import unittest.mock
 import urllib.error
 
 import pytest
@@ -6,7 +8,8 @@ import torch
 import torchvision
 from torch import nn
 
-from ensemble.models import BACKBONES, build_model, get_backbone, make_head
+from ensemble.backbones import NAMES, TIMM, get_backbone
+from ensemble.models import build_model, make_head
 
 
 @pytest.mark.parametrize("hidden,expected", [
@@ -27,17 +30,49 @@ def test_model_maps_images_to_class_logits():
     assert isinstance(model.backbone.fc, nn.Identity)
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
-def test_every_backbone_builds_with_its_feature_width(name):
-    with torch.device("meta"):  # no memory for resnet152's weights
+@contextlib.contextmanager
+def meta_parameters():
+    """Create parameters and buffers on the meta device (shapes, no memory), other tensors as usual.
+
+    torch.device("meta") as a context would also move the plain tensors some builders compute their layer
+    widths with (torchvision's RegNet), which then cannot be read back.
+    """
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def parameter(module, name, param):
+        if param is not None:
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register_parameter(module, name, param)
+
+    def buffer(module, name, tensor, persistent=True):
+        register_buffer(module, name, None if tensor is None else tensor.to("meta"), persistent)
+
+    with unittest.mock.patch.object(nn.Module, "register_parameter", parameter), \
+            unittest.mock.patch.object(nn.Module, "register_buffer", buffer):
+        yield
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_backbone_builds_and_carries_its_preprocessing(name):
+    with meta_parameters():  # shapes only: no memory for resnet152's or senet154's weights
         model = build_model(name, n_classes=120, hidden=[4096])
-        out = model(torch.zeros(2, 3, 224, 224))
+    x = torch.zeros(2, 3, 224, 224, device="meta")
+    features, out = model.backbone(x), model(x)
     assert out.shape == (2, 120)
-    assert model.head[0].in_features == get_backbone(name).num_features
+    assert features.shape == (2, model.head[0].in_features)
+    pre = get_backbone(name).preprocessing()
+    assert pre.input_size >= 224 and 0.8 < pre.crop_pct <= 1 and len(pre.mean) == len(pre.std) == 3
+
+
+def test_se_nets_come_from_timm_and_torchvision():
+    assert {"seresnext26d_32x4d", "seresnext50_32x4d", "legacy_seresnet152"} <= set(TIMM)
+    assert get_backbone("legacy_seresnet152").classifier == "last_linear"
+    assert get_backbone("efficientnet_b0").classifier == "classifier"
+    assert get_backbone("regnet_y_400mf").source == "torchvision"
 
 
 def test_unknown_backbone_lists_the_valid_names():
-    with pytest.raises(ValueError, match="resnet152"):
+    with pytest.raises(ValueError, match="resnet152, .*seresnext50_32x4d"):
         get_backbone("resnet19")
 
 
@@ -54,12 +89,38 @@ def test_local_weights_load_the_backbone_and_replace_the_classifier(tmp_path, ca
         state = {k: v for k, v in state.items() if ".fc." not in f".{k}"}
     path = tmp_path / "weights.pt"
     torch.save(state, path)
-    with caplog.at_level(logging.INFO, logger="ensemble.models"):
+    with caplog.at_level(logging.INFO, logger="ensemble.weights"):
         model = build_model("resnet18", n_classes=3, hidden=[], weights=str(path))
     assert torch.equal(model.backbone.conv1.weight, net.conv1.weight.half().float())
     assert torch.equal(model.backbone.layer4[1].bn2.running_var, net.layer4[1].bn2.running_var.half().float())
     assert model.head[-1].out_features == 3
     assert ("replacing the weights file's classifier" in caplog.text) != drop_fc
+
+
+def test_timm_full_model_file_loads_with_its_classifier_dropped(tmp_path, caplog):
+    import timm
+
+    torch.manual_seed(0)
+    full = timm.create_model("seresnext26d_32x4d", num_classes=1000)
+    path = tmp_path / "se.pt"
+    torch.save({"state_dict": full.state_dict()}, path)
+    with caplog.at_level(logging.INFO, logger="ensemble.weights"):
+        model = build_model("seresnext26d_32x4d", n_classes=5, hidden=[], weights=str(path))
+    assert torch.equal(model.backbone.layer1[0].se.fc1.weight, full.layer1[0].se.fc1.weight)
+    assert "fc.bias, fc.weight" in caplog.text
+    model.eval(), full.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model.backbone(x), full.forward_head(full.forward_features(x), pre_logits=True))
+
+
+def test_safetensors_backbone_file_loads(tmp_path):
+    from safetensors.torch import save_file
+
+    net, state = _reference_state()
+    save_file({k: v.contiguous() for k, v in state.items() if not k.startswith("fc.")}, tmp_path / "w.safetensors")
+    model = build_model("resnet18", n_classes=3, hidden=[], weights=str(tmp_path / "w.safetensors"))
+    assert torch.equal(model.backbone.layer2[0].conv1.weight, net.layer2[0].conv1.weight.half().float())
 
 
 def test_weights_of_another_architecture_are_refused(tmp_path):

@@ -5,6 +5,8 @@ import shlex
 
 import yaml
 
+from ensemble.backbones import NAMES as BACKBONE_NAMES
+
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
 LOGS = f"logs/{RUN}"
@@ -28,11 +30,27 @@ def model_config(name):
     return {**MODEL_DEFAULTS, **config["models"][name]}
 
 
+def check_models():
+    """Fail at config check, before any job, on an unknown backbone or an empty schedule."""
+    for name in MODELS:
+        settings = model_config(name)
+        if settings["backbone"] not in BACKBONE_NAMES:
+            raise ValueError(f"models.{name}.backbone: unknown backbone {settings['backbone']!r}; valid "
+                             f"names: {', '.join(BACKBONE_NAMES)}")
+        if settings["head_epochs"] + settings["epochs"] < 1:
+            raise ValueError(f"models.{name}: head_epochs + epochs must be at least 1")
+
+
+check_models()
+
+
 def train_flags(wildcards):
     """The model's hyperparameters as shell-quoted `python -m ensemble train` flags (a param: edits rerun)."""
     settings = {**model_config(wildcards.model), "seed": config["seed"]}
     flags = []
     for key, value in settings.items():
+        if value is None:  # the library's default (e.g. the backbone's own input size)
+            continue
         values = value if isinstance(value, list) else [value]
         flags += [f"--{key.replace('_', '-')}", *(shlex.quote(str(v)) for v in values)]
     return " ".join(flags)
