@@ -22,6 +22,12 @@ from ensemble.atomic import write_csv, write_json, write_text
 log = logging.getLogger("ensemble")
 
 
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+    return text.lower() == "true"
+
+
 def _threads(n: int) -> None:
     import torch
 
@@ -97,6 +103,8 @@ def add_train(sub) -> None:
             p.add_argument(flag, required=True)
         elif f.name == "hidden":
             p.add_argument(flag, type=int, nargs="*", default=list(f.default))
+        elif isinstance(f.default, bool):
+            p.add_argument(flag, type=_boolean, default=f.default)
         else:
             p.add_argument(flag, type=f.metadata.get("type", type(f.default)), default=f.default)
 
@@ -131,6 +139,7 @@ def add_predict(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out-oof", type=Path, required=True)
     p.add_argument("--out-test", type=Path, required=True)
+    p.add_argument("--out-scores", type=Path, required=True)
     _add_runtime(p)
 
 
@@ -141,10 +150,12 @@ def run_predict(a) -> None:
 
     _threads(a.threads)
     folds = pd.read_csv(a.folds, dtype={ID: str, LABEL: str})
-    oof, test = predict_fold(a.model, folds, a.fold, a.data, read_sample_ids(Layout(a.data).sample_submission_csv),
-                             device=resolve_device(a.device), workers=a.workers, batch_size=a.batch_size)
+    oof, test, scores = predict_fold(a.model, folds, a.fold, a.data,
+                                     read_sample_ids(Layout(a.data).sample_submission_csv),
+                                     device=resolve_device(a.device), workers=a.workers, batch_size=a.batch_size)
     write_csv(oof, a.out_oof, float_format="%.8g")
     write_csv(test, a.out_test, float_format="%.8g")
+    write_json(scores, a.out_scores)
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -157,6 +168,7 @@ def add_average(sub) -> None:
     p = sub.add_parser("average", help="average fold test probabilities; gather and score out-of-fold ones")
     p.add_argument("--oof", type=Path, nargs="+", required=True)
     p.add_argument("--test", type=Path, nargs="+", required=True)
+    p.add_argument("--fold-scores", type=Path, nargs="+", required=True, help="each fold's predict scores")
     p.add_argument("--out-oof", type=Path, required=True)
     p.add_argument("--out-test", type=Path, required=True)
     p.add_argument("--out-scores", type=Path, required=True)
@@ -166,7 +178,10 @@ def run_average(a) -> None:
     from ensemble.blend import average_tables, gather_oof, oof_scores
 
     oof = gather_oof([_read_table(p) for p in a.oof])
-    scores = oof_scores(oof)
+    folds = [json.loads(p.read_text()) for p in a.fold_scores]
+    scores = {**oof_scores(oof), "fold_log_loss_final_model_mean":
+              sum(f["log_loss_final_model"] for f in folds) / len(folds),
+              "snapshot_members": [f["n_members"] for f in folds]}
     write_csv(oof, a.out_oof, float_format="%.8g")
     write_csv(average_tables([_read_table(p) for p in a.test]), a.out_test, float_format="%.8g")
     write_json(scores, a.out_scores)

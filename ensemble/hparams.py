@@ -21,6 +21,11 @@ class TrainConfig:
     finetune_lr_scale: float = 1.0  # phase 2 head rate = lr * finetune_lr_scale
     lr_groups: int = 1  # phase 2 parameter groups, head to stem (1: one rate for all)
     lr_ratio: float = 1.0  # phase 2: group i from the head trains at lr * finetune_lr_scale * lr_ratio**i
+    cycle_epochs: int | None = field(default=None, metadata={"type": int})  # SGDR first cycle; None: plain cosine
+    cycle_mult: float = 1.0  # SGDR: each cycle is this many times longer than the one before
+    cycle_decay: float = 1.0  # SGDR: each cycle's peak rate is this times the one before
+    snapshots: bool = False  # keep the model at the end of each phase-2 cycle; predictions average them
+    patience: int = 0  # early stopping: judgements without a better val loss (cycle ends with SGDR, else epochs)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
@@ -31,6 +36,19 @@ class TrainConfig:
     @property
     def total_epochs(self) -> int:
         return self.head_epochs + self.epochs
+
+    def cycle_ends(self) -> list[int]:
+        """Epochs (1-based, over both phases) that end a phase-2 cycle; the last epoch always does."""
+        from ensemble.schedule import cycle_bounds
+
+        return [self.head_epochs + end for _, end in cycle_bounds(self.epochs, self.cycle_epochs, self.cycle_mult)]
+
+    def judged(self, epoch: int) -> bool:
+        """Whether early stopping and snapshots look at the end of 1-based ``epoch`` (a restart raises the
+        loss for a while, so with SGDR only cycle ends are judged)."""
+        if epoch <= self.head_epochs:
+            return False
+        return self.cycle_epochs is None or epoch in self.cycle_ends()
 
     def phase(self, epoch: int) -> str:
         """``head`` (backbone frozen) or ``full`` for a 0-based epoch counted over both phases."""

@@ -30,7 +30,7 @@ from ensemble.finetune import freeze_backbone, param_groups
 from ensemble.hparams import TrainConfig
 from ensemble.loops import predict_log_probs, run_epoch
 from ensemble.models import build_model
-from ensemble.schedule import WarmupCosine
+from ensemble.schedule import Cosine, cycle_bounds
 from ensemble.transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class TrainState:
     epoch: int = 0  # epochs completed, over both phases
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None  # {"epoch", "val_loss", "model"} when keep == "best"
+    snapshots: list[dict[str, Any]] = field(default_factory=list)  # [{"epoch", "model"}] at cycle ends
 
 
 def preprocessing(config: TrainConfig) -> dict:
@@ -69,18 +70,24 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def _make_optimizer(model, config: TrainConfig, phase: str, steps_per_epoch: int):
-    """(optimizer, schedule) of one phase: the head alone, or every parameter in depth groups."""
+    """(optimizer, schedule) of one phase: the head alone (plain cosine), or every parameter in depth groups
+    (plain cosine or SGDR)."""
     freeze_backbone(model, phase == "head")
     if phase == "head":
         groups, epochs = [{"params": list(model.head.parameters()), "lr": config.lr}], config.head_epochs
+        cycles = None
     else:
         groups = param_groups(model, lr=config.lr * config.finetune_lr_scale, n_groups=config.lr_groups,
                               ratio=config.lr_ratio)
         epochs = config.epochs
+        cycles = [(a * steps_per_epoch, b * steps_per_epoch)
+                  for a, b in cycle_bounds(epochs, config.cycle_epochs, config.cycle_mult)]
     optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True,
                                 weight_decay=config.weight_decay)
-    warmup = int(config.warmup_epochs * steps_per_epoch)
-    return optimizer, WarmupCosine(optimizer, steps_per_epoch * epochs, min(warmup, steps_per_epoch * epochs - 1))
+    total = steps_per_epoch * epochs
+    first_cycle = cycles[0][1] if cycles else total
+    warmup = min(int(config.warmup_epochs * steps_per_epoch), first_cycle - 1)
+    return optimizer, Cosine(optimizer, total, warmup, cycles=cycles, cycle_decay=config.cycle_decay)
 
 
 def _evaluate(model, loader, targets: list[int], *, device, dtype) -> tuple[float, float]:
@@ -93,80 +100,123 @@ def _snapshot(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+def should_stop(config: TrainConfig, history: list[dict]) -> bool:
+    """Early stopping: ``patience`` judgements in a row (see ``TrainConfig.judged``) without a new best loss."""
+    if config.patience <= 0:
+        return False
+    losses = [h["val_loss"] for h in history if config.judged(h["epoch"])]
+    return bool(losses) and len(losses) - 1 - min(range(len(losses)), key=losses.__getitem__) >= config.patience
+
+
+class _FoldRun:
+    """The moving parts of one fold's training, so that each step below stays short."""
+
+    def __init__(self, data: FoldData, config: TrainConfig, device: torch.device, workers: int,
+                 checkpoint_path: Path):
+        self.data, self.config, self.device, self.workers = data, config, device, workers
+        self.checkpoint_path, self.pre = checkpoint_path, preprocessing(config)
+        self.dtype = resolve_precision(config.precision, device)
+        self.key = checkpoint_key(asdict(config), data.classes, data.train_ids)
+        self.resumed = load_checkpoint(checkpoint_path, self.key)
+        torch.manual_seed(config.seed)
+        self.model = build_model(config.backbone, n_classes=len(data.classes), hidden=list(config.hidden),
+                                 dropout=config.dropout, weights="none" if self.resumed else config.weights)
+        self.state = TrainState()
+        if self.resumed:
+            self.model.load_state_dict(self.resumed["model"])
+            torch.set_rng_state(self.resumed["rng"])
+            self.state = TrainState(self.resumed["epoch"], self.resumed["history"], self.resumed["best"],
+                                    self.resumed["snapshots"])
+        self.model.to(device, memory_format=torch.channels_last)
+        pre = self.pre
+        self.train_set = ImageFiles(data.train_paths, data.train_targets,
+                                    train_transform(pre["size"], pre["mean"], pre["std"]))
+        val_set = ImageFiles(data.val_paths, data.val_targets,
+                             eval_transform(pre["size"], pre["mean"], pre["std"], pre["crop_pct"]))
+        self.val_loader = make_loader(val_set, batch_size=config.batch_size * 2, shuffle=False, workers=workers,
+                                      device=device)
+        self.drop_last = len(self.train_set) > config.batch_size  # no tiny last batch, which upsets BatchNorm
+        self.steps = len(self.train_set) // config.batch_size if self.drop_last else 1
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+        self.phase = self.optimizer = self.schedule = None
+
+    def begin_phase(self, phase: str) -> None:
+        self.phase = phase
+        self.optimizer, self.schedule = _make_optimizer(self.model, self.config, phase, self.steps)
+        if self.resumed and self.resumed["phase"] == phase:
+            self.optimizer.load_state_dict(self.resumed["optimizer"])
+            self.schedule.load_state_dict(self.resumed["schedule"])
+            self.scaler.load_state_dict(self.resumed["scaler"])
+
+    def run_epoch(self, epoch: int) -> dict:
+        """Train and validate 0-based ``epoch``; returns its history row."""
+        t0, seed = time.perf_counter(), _epoch_seed(self.config.seed, epoch)
+        torch.manual_seed(seed)
+        loader = make_loader(self.train_set, batch_size=self.config.batch_size, shuffle=True,
+                             workers=self.workers, device=self.device, drop_last=self.drop_last,
+                             generator=torch.Generator().manual_seed(seed))
+        lrs = [g["lr"] for g in self.optimizer.param_groups]
+        train_loss = run_epoch(self.model, loader, self.optimizer, self.schedule, self.scaler, device=self.device,
+                               dtype=self.dtype, frozen_backbone=self.phase == "head")
+        val_loss, val_acc = _evaluate(self.model, self.val_loader, self.data.val_targets, device=self.device,
+                                      dtype=self.dtype)
+        return {"epoch": epoch + 1, "phase": self.phase, "train_loss": train_loss, "val_loss": val_loss,
+                "val_accuracy": val_acc, "lr": lrs[0], "lr_stem": lrs[-1], "seconds": time.perf_counter() - t0}
+
+    def record(self, row: dict) -> None:
+        """Add an epoch's row, keep best and snapshot models as configured, then checkpoint."""
+        state, config = self.state, self.config
+        state.epoch = row["epoch"]
+        state.history.append(row)
+        if config.keep == "best" and (state.best is None or row["val_loss"] < state.best["val_loss"]):
+            state.best = {"epoch": row["epoch"], "val_loss": row["val_loss"], "model": _snapshot(self.model)}
+        if config.snapshots and row["epoch"] in config.cycle_ends():
+            state.snapshots.append({"epoch": row["epoch"], "model": _snapshot(self.model)})
+        save_checkpoint(self.checkpoint_path, {
+            "key": self.key, "epoch": state.epoch, "phase": self.phase, "history": state.history,
+            "best": state.best, "snapshots": state.snapshots, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(), "rng": torch.get_rng_state(), "config": asdict(config)})
+        log.info("epoch %d/%d (%s)  train loss %.4f  val loss %.4f  val acc %.3f  lr %.4g  %.1fs", row["epoch"],
+                 config.total_epochs, row["phase"], row["train_loss"], row["val_loss"], row["val_accuracy"],
+                 row["lr"], row["seconds"])
+
+
 def train_fold(data: FoldData, config: TrainConfig, *, device: torch.device, workers: int,
                checkpoint_path: Path, model_path: Path, history_path: Path, metrics_path: Path) -> dict:
     """Train (or resume) one fold's model and write its model file, history table and metrics."""
     if config.total_epochs < 1:
         raise ValueError("head_epochs + epochs must be at least 1")
-    started, pre = time.perf_counter(), preprocessing(config)
-    dtype = resolve_precision(config.precision, device)
-    key = checkpoint_key(asdict(config), data.classes, data.train_ids)
-    resumed = load_checkpoint(checkpoint_path, key)
-    torch.manual_seed(config.seed)
-    model = build_model(config.backbone, n_classes=len(data.classes), hidden=list(config.hidden),
-                        dropout=config.dropout, weights="none" if resumed else config.weights)
-    state = TrainState()
-    if resumed:
-        model.load_state_dict(resumed["model"])
-        torch.set_rng_state(resumed["rng"])
-        state = TrainState(resumed["epoch"], resumed["history"], resumed["best"])
-    model.to(device, memory_format=torch.channels_last)
-    train_set = ImageFiles(data.train_paths, data.train_targets, train_transform(pre["size"], pre["mean"], pre["std"]))
-    val_loader = make_loader(
-        ImageFiles(data.val_paths, data.val_targets, eval_transform(pre["size"], pre["mean"], pre["std"],
-                                                                    pre["crop_pct"])),
-        batch_size=config.batch_size * 2, shuffle=False, workers=workers, device=device)
-    drop_last = len(train_set) > config.batch_size  # no tiny last batch, which upsets BatchNorm
-    steps = len(train_set) // config.batch_size if drop_last else 1
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    phase = optimizer = schedule = None
-    for epoch in range(state.epoch, config.total_epochs):
-        if config.phase(epoch) != phase:
-            phase = config.phase(epoch)
-            optimizer, schedule = _make_optimizer(model, config, phase, steps)
-            if resumed and resumed["phase"] == phase:
-                optimizer.load_state_dict(resumed["optimizer"])
-                schedule.load_state_dict(resumed["schedule"])
-                scaler.load_state_dict(resumed["scaler"])
-        t0 = time.perf_counter()
-        torch.manual_seed(_epoch_seed(config.seed, epoch))
-        loader = make_loader(train_set, batch_size=config.batch_size, shuffle=True, workers=workers,
-                             device=device, drop_last=drop_last,
-                             generator=torch.Generator().manual_seed(_epoch_seed(config.seed, epoch)))
-        lrs = [g["lr"] for g in optimizer.param_groups]
-        train_loss = run_epoch(model, loader, optimizer, schedule, scaler, device=device, dtype=dtype,
-                               frozen_backbone=phase == "head")
-        val_loss, val_acc = _evaluate(model, val_loader, data.val_targets, device=device, dtype=dtype)
-        state.epoch = epoch + 1
-        state.history.append({"epoch": epoch + 1, "phase": phase, "train_loss": train_loss, "val_loss": val_loss,
-                              "val_accuracy": val_acc, "lr": lrs[0], "lr_stem": lrs[-1],
-                              "seconds": time.perf_counter() - t0})
-        if config.keep == "best" and (state.best is None or val_loss < state.best["val_loss"]):
-            state.best = {"epoch": epoch + 1, "val_loss": val_loss, "model": _snapshot(model)}
-        save_checkpoint(checkpoint_path, {
-            "key": key, "epoch": state.epoch, "phase": phase, "history": state.history, "best": state.best,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "scaler": scaler.state_dict(), "rng": torch.get_rng_state(), "config": asdict(config)})
-        log.info("epoch %d/%d (%s)  train loss %.4f  val loss %.4f  val acc %.3f  lr %.4g  %.1fs", epoch + 1,
-                 config.total_epochs, phase, train_loss, val_loss, val_acc, lrs[0], time.perf_counter() - t0)
-    return _finish(model, state, config, data, pre, dtype, device, started,
-                   {"checkpoint": checkpoint_path, "model": model_path, "history": history_path,
-                    "metrics": metrics_path})
+    started = time.perf_counter()
+    run = _FoldRun(data, config, device, workers, checkpoint_path)
+    stopped = should_stop(config, run.state.history)
+    for epoch in range(run.state.epoch, 0 if stopped else config.total_epochs):
+        if config.phase(epoch) != run.phase:
+            run.begin_phase(config.phase(epoch))
+        run.record(run.run_epoch(epoch))
+        if should_stop(config, run.state.history):
+            log.info("early stopping after epoch %d: no better validation loss for %d judgement(s)", epoch + 1,
+                     config.patience)
+            break
+    return _finish(run, started, {"checkpoint": checkpoint_path, "model": model_path, "history": history_path,
+                                  "metrics": metrics_path})
 
 
-def _finish(model, state: TrainState, config: TrainConfig, data: FoldData, pre: dict, dtype, device,
-            started: float, paths: dict[str, Path]) -> dict:
+def _finish(run: _FoldRun, started: float, paths: dict[str, Path]) -> dict:
     """Write the kept model, the history and the metrics, then drop the checkpoint they supersede."""
-    kept, weights = state.history[-1], _snapshot(model)
+    state, config = run.state, run.config
+    kept, weights = state.history[-1], _snapshot(run.model)
     if config.keep == "best" and state.best is not None:
         kept, weights = state.history[state.best["epoch"] - 1], state.best["model"]
-    torch_save({"model": weights, "config": asdict(config), "classes": data.classes, "preprocessing": pre,
-                "epoch": kept["epoch"]}, paths["model"])
+    torch_save({"model": weights, "config": asdict(config), "classes": run.data.classes,
+                "preprocessing": run.pre, "epoch": kept["epoch"], "snapshots": state.snapshots}, paths["model"])
     write_csv(pd.DataFrame(state.history), paths["history"])
     metrics = {"val_log_loss": kept["val_loss"], "val_accuracy": kept["val_accuracy"],
-               "epoch_kept": kept["epoch"], "epochs": config.total_epochs, "keep": config.keep,
-               "optimistic": config.keep == "best", "device": str(device),
-               "precision": str(dtype).removeprefix("torch.") if dtype else "fp32",
+               "epoch_kept": kept["epoch"], "epochs_run": state.epoch, "epochs": config.total_epochs,
+               "early_stopped": state.epoch < config.total_epochs, "keep": config.keep,
+               "optimistic": config.keep == "best" or config.patience > 0,
+               "snapshot_epochs": [s["epoch"] for s in state.snapshots], "device": str(run.device),
+               "precision": str(run.dtype).removeprefix("torch.") if run.dtype else "fp32",
                "threads": torch.get_num_threads(), "seconds": time.perf_counter() - started}
     write_json(metrics, paths["metrics"])
     paths["checkpoint"].unlink(missing_ok=True)

@@ -6,7 +6,7 @@ import torchvision
 from ensemble.finetune import param_groups, set_train_mode
 from ensemble.hparams import TrainConfig
 from ensemble.models import build_model
-from ensemble.schedule import WarmupCosine
+from ensemble.schedule import Cosine
 from test_train import CONFIG, Killed, _kill_after_first_checkpoint, _train, fold_data  # noqa: F401
 
 
@@ -33,7 +33,7 @@ def test_rates_fall_geometrically_from_head_to_stem(model):
 def test_each_group_really_trains_at_its_rate_under_the_schedule(model):
     groups = param_groups(model, lr=0.1, n_groups=4, ratio=0.3)
     optimizer = torch.optim.SGD(groups, lr=0.1)
-    schedule = WarmupCosine(optimizer, total_steps=20, warmup_steps=5)
+    schedule = Cosine(optimizer, total_steps=20, warmup_steps=5)
     for _ in range(7):
         schedule.step()
     rates = [g["lr"] for g in optimizer.param_groups]

@@ -72,7 +72,7 @@ def gpus_per_job():
 
 
 def fold_predictions(kind):
-    """Input function: one model's per-fold prediction tables of `kind` (oof or test)."""
+    """Input function: one model's per-fold prediction tables of `kind` (oof, test or scores)."""
 
     def tables(wildcards):
         return expand(getattr(rules.predict.output, kind), model=wildcards.model, fold=FOLDS)

@@ -5,6 +5,7 @@ rule average:
     input:
         oof=fold_predictions("oof"),
         test=fold_predictions("test"),
+        fold_scores=fold_predictions("scores"),
     output:
         oof=f"{RESULTS}/ensemble/{{model}}/oof.csv",
         test=f"{RESULTS}/ensemble/{{model}}/test.csv",
@@ -14,7 +15,8 @@ rule average:
     log:
         f"{LOGS}/average/{{model}}.log",
     shell:
-        "python -m ensemble average --oof {input.oof:q} --test {input.test:q} --out-oof {output.oof:q}"
+        "python -m ensemble average --oof {input.oof:q} --test {input.test:q}"
+        " --fold-scores {input.fold_scores:q} --out-oof {output.oof:q}"
         " --out-test {output.test:q} --out-scores {output.scores:q} > {log:q} 2>&1"
 
 

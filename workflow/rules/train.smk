@@ -38,6 +38,7 @@ rule predict:
     output:
         oof=f"{RESULTS}/predict/{{model}}/fold{{fold}}/oof.csv",
         test=f"{RESULTS}/predict/{{model}}/fold{{fold}}/test.csv",
+        scores=f"{RESULTS}/predict/{{model}}/fold{{fold}}/scores.json",
     params:
         data=data_dir,
         device=config["train"]["device"],
@@ -54,4 +55,4 @@ rule predict:
         "python -m ensemble predict --data {params.data:q} --folds {input.folds:q} --fold {wildcards.fold}"
         " --model {input.model:q} --batch-size {params.batch_size} --device {params.device}"
         " --threads {threads} --workers {params.workers} --out-oof {output.oof:q} --out-test {output.test:q}"
-        " > {log:q} 2>&1"
+        " --out-scores {output.scores:q} > {log:q} 2>&1"
