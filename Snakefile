@@ -24,4 +24,5 @@ rule all:
         rules.blend.output.scores,
         provenance_outputs(),
         answer_scores(),
+        lr_find_outputs(),
     default_target: True

@@ -85,19 +85,11 @@ def _add_runtime(p) -> None:
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
 
 
-def add_train(sub) -> None:
+def _add_train_config(p) -> None:
+    """One flag per TrainConfig field, typed by its default."""
     from ensemble.hparams import TrainConfig
 
-    p = sub.add_parser("train", help="train one model on one fold (resumes from its checkpoint)")
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--folds", type=Path, required=True)
-    p.add_argument("--fold", type=int, required=True)
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--out-model", type=Path, required=True)
-    p.add_argument("--out-history", type=Path, required=True)
-    p.add_argument("--out-metrics", type=Path, required=True)
-    _add_runtime(p)
-    for f in dataclasses.fields(TrainConfig):  # one flag per hyperparameter, typed by its default
+    for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.name == "backbone":
             p.add_argument(flag, required=True)
@@ -107,27 +99,85 @@ def add_train(sub) -> None:
             p.add_argument(flag, type=_boolean, default=f.default)
         else:
             p.add_argument(flag, type=f.metadata.get("type", type(f.default)), default=f.default)
+    p.add_argument("--lr-from", type=Path, help="take lr from this LR finder result (JSON with 'lr')")
+
+
+def _train_config(a):
+    from ensemble.hparams import TrainConfig
+
+    values = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig)}
+    values["hidden"] = tuple(values["hidden"])
+    if a.lr_from:
+        values["lr"] = json.loads(a.lr_from.read_text())["lr"]
+        log.info("lr %.4g from the LR finder (%s)", values["lr"], a.lr_from)
+    return TrainConfig(**values)
+
+
+def _fold_data(data_dir: Path, folds_csv: Path, fold: int):
+    from ensemble.folds import split
+    from ensemble.layout import ID, LABEL, Layout, read_classes
+    from ensemble.train import FoldData
+
+    layout = Layout(data_dir)
+    classes = read_classes(layout.sample_submission_csv)
+    index = {c: i for i, c in enumerate(classes)}
+    train, val = split(pd.read_csv(folds_csv, dtype={ID: str, LABEL: str}), fold)
+    return FoldData(classes, train[ID].tolist(), [layout.train_image(i) for i in train[ID]],
+                    train[LABEL].map(index).tolist(), [layout.train_image(i) for i in val[ID]],
+                    val[LABEL].map(index).tolist())
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train one model on one fold (resumes from its checkpoint)")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--folds", type=Path, required=True)
+    p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--out-model", type=Path, required=True)
+    p.add_argument("--out-history", type=Path, required=True)
+    p.add_argument("--out-metrics", type=Path, required=True)
+    _add_runtime(p)
+    _add_train_config(p)
 
 
 def run_train(a) -> None:
     from ensemble.device import resolve_device
-    from ensemble.folds import split
-    from ensemble.layout import ID, LABEL, Layout, read_classes
-    from ensemble.hparams import TrainConfig
-    from ensemble.train import FoldData, train_fold
+    from ensemble.train import train_fold
 
     _threads(a.threads)
-    layout = Layout(a.data)
-    classes = read_classes(layout.sample_submission_csv)
-    index = {c: i for i, c in enumerate(classes)}
-    train, val = split(pd.read_csv(a.folds, dtype={ID: str, LABEL: str}), a.fold)
-    data = FoldData(classes, train[ID].tolist(), [layout.train_image(i) for i in train[ID]],
-                    train[LABEL].map(index).tolist(), [layout.train_image(i) for i in val[ID]],
-                    val[LABEL].map(index).tolist())
-    values = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{**values, "hidden": tuple(values["hidden"])})
-    train_fold(data, config, device=resolve_device(a.device), workers=a.workers, checkpoint_path=a.checkpoint,
-               model_path=a.out_model, history_path=a.out_history, metrics_path=a.out_metrics)
+    train_fold(_fold_data(a.data, a.folds, a.fold), _train_config(a), device=resolve_device(a.device),
+               workers=a.workers, checkpoint_path=a.checkpoint, model_path=a.out_model,
+               history_path=a.out_history, metrics_path=a.out_metrics)
+
+
+def add_lr_find(sub) -> None:
+    p = sub.add_parser("lr-find", help="LR range test on one fold's training images; suggests a base rate")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--folds", type=Path, required=True)
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--num-steps", type=int, default=100)
+    p.add_argument("--out-table", type=Path, required=True)
+    p.add_argument("--out-plot", type=Path, required=True)
+    p.add_argument("--out-json", type=Path, required=True)
+    _add_runtime(p)
+    _add_train_config(p)
+
+
+def run_lr_find(a) -> None:
+    from ensemble.atomic import atomic_path
+    from ensemble.device import resolve_device
+    from ensemble.lr_finder import plot_lr_find
+    from ensemble.train import find_lr
+
+    _threads(a.threads)
+    config = _train_config(a)
+    table, lr = find_lr(_fold_data(a.data, a.folds, a.fold), config, device=resolve_device(a.device),
+                        workers=a.workers, num_steps=a.num_steps)
+    write_csv(table, a.out_table)
+    with atomic_path(a.out_plot) as tmp:
+        plot_lr_find(table, lr, tmp, title=f"LR range test: {config.backbone}, phase {config.phase(0)}")
+    write_json({"lr": lr, "phase": config.phase(0), "steps": len(table)}, a.out_json)
+    log.info("suggested lr %.4g", lr)
 
 
 def add_predict(sub) -> None:
@@ -280,7 +330,7 @@ def run_provenance(a) -> None:
     write_json(versions(Path.cwd()), a.out_versions)
 
 
-VERBS = ["demo_data", "check_inputs", "folds", "train", "predict", "average", "blend", "submit", "validate", "score",
+VERBS = ["demo_data", "check_inputs", "folds", "lr_find", "train", "predict", "average", "blend", "submit", "validate", "score",
          "provenance"]
 
 

@@ -29,6 +29,7 @@ from ensemble.device import resolve_precision
 from ensemble.finetune import freeze_backbone, param_groups
 from ensemble.hparams import TrainConfig
 from ensemble.loops import predict_log_probs, run_epoch
+from ensemble.lr_finder import lr_range_test, suggest_lr
 from ensemble.models import build_model
 from ensemble.schedule import Cosine, cycle_bounds
 from ensemble.transforms import eval_transform, train_transform
@@ -112,12 +113,12 @@ class _FoldRun:
     """The moving parts of one fold's training, so that each step below stays short."""
 
     def __init__(self, data: FoldData, config: TrainConfig, device: torch.device, workers: int,
-                 checkpoint_path: Path):
+                 checkpoint_path: Path | None):
         self.data, self.config, self.device, self.workers = data, config, device, workers
         self.checkpoint_path, self.pre = checkpoint_path, preprocessing(config)
         self.dtype = resolve_precision(config.precision, device)
         self.key = checkpoint_key(asdict(config), data.classes, data.train_ids)
-        self.resumed = load_checkpoint(checkpoint_path, self.key)
+        self.resumed = load_checkpoint(checkpoint_path, self.key) if checkpoint_path else None
         torch.manual_seed(config.seed)
         self.model = build_model(config.backbone, n_classes=len(data.classes), hidden=list(config.hidden),
                                  dropout=config.dropout, weights="none" if self.resumed else config.weights)
@@ -200,6 +201,21 @@ def train_fold(data: FoldData, config: TrainConfig, *, device: torch.device, wor
             break
     return _finish(run, started, {"checkpoint": checkpoint_path, "model": model_path, "history": history_path,
                                   "metrics": metrics_path})
+
+
+def find_lr(data: FoldData, config: TrainConfig, *, device: torch.device, workers: int,
+            num_steps: int = 100) -> tuple[pd.DataFrame, float]:
+    """LR range test of the first phase ``config`` would train (head only, or the whole network in its depth
+    groups); returns the sweep table and the suggested base rate."""
+    run = _FoldRun(data, config, device, workers, checkpoint_path=None)
+    phase = config.phase(0)
+    optimizer, _ = _make_optimizer(run.model, config, phase, run.steps)
+    loader = make_loader(run.train_set, batch_size=config.batch_size, shuffle=True, workers=workers,
+                         device=device, drop_last=run.drop_last,
+                         generator=torch.Generator().manual_seed(config.seed))
+    table = lr_range_test(run.model, loader, optimizer, device=device, dtype=run.dtype,
+                          frozen_backbone=phase == "head", num_steps=num_steps)
+    return table, suggest_lr(table)
 
 
 def _finish(run: _FoldRun, started: float, paths: dict[str, Path]) -> dict:

@@ -115,6 +115,8 @@ def test_forcing_one_fold_plans_only_that_fold(run_dir):
 
 @pytest.mark.parametrize("change,expected", [
     ({"clip": {"floor": 0.01}}, {"submit", "score", "all"}),
+    ({"models": {"r18": {"lr": "auto"}}},
+     {"lr_find", "train", "predict", "average", "blend", "submit", "score", "all"}),
     ({"models": {"r18": {"epochs": 3}}}, {"train", "predict", "average", "blend", "submit", "score", "all"}),
 ])
 def test_a_config_edit_reruns_only_the_rules_that_use_it(run_dir, tmp_path, change, expected):

@@ -49,11 +49,29 @@ def train_flags(wildcards):
     settings = {**model_config(wildcards.model), "seed": config["seed"]}
     flags = []
     for key, value in settings.items():
-        if value is None:  # the library's default (e.g. the backbone's own input size)
+        if value is None or value == "auto" and key == "lr":  # library default / the LR finder's rate
             continue
         values = value if isinstance(value, list) else [value]
         flags += [f"--{key.replace('_', '-')}", *(shlex.quote(str(v)) for v in values)]
     return " ".join(flags)
+
+
+def lr_finder_result(wildcards):
+    """Input function: the LR finder's suggestion for a model whose lr is `auto`, else nothing."""
+    if model_config(wildcards.model)["lr"] != "auto":
+        return []
+    return expand(rules.lr_find.output.suggestion, model=wildcards.model)
+
+
+def lr_from_flag(wildcards, input):
+    """`--lr-from FILE` when the rate comes from the LR finder."""
+    return f"--lr-from {shlex.quote(input.lr[0])}" if input.lr else ""
+
+
+def lr_find_outputs():
+    """The LR finder's plots of the models with `lr: auto` (others: run its target by hand)."""
+    auto = [m for m in MODELS if model_config(m)["lr"] == "auto"]
+    return expand(rules.lr_find.output.plot, model=auto)
 
 
 def data_dir(wildcards, input):

@@ -2,10 +2,38 @@
 # outputs, so Snakemake never deletes it when a job fails: rerunning the same target resumes it.
 
 
+rule lr_find:
+    input:
+        folds=rules.folds.output.folds,
+        sample=rules.check_inputs.input.sample,
+    output:
+        table=f"{RESULTS}/lr_find/{{model}}/lr_find.csv",
+        plot=f"{RESULTS}/lr_find/{{model}}/lr_find.png",
+        suggestion=f"{RESULTS}/lr_find/{{model}}/suggestion.json",
+    params:
+        data=data_dir,
+        flags=train_flags,
+        device=config["train"]["device"],
+        workers=config["train"]["workers"],
+    threads: 4
+    resources:
+        gpu=gpus_per_job(),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/lr_find/{{model}}.log",
+    shell:
+        "python -m ensemble lr-find --data {params.data:q} --folds {input.folds:q} --fold 0 {params.flags}"
+        " --device {params.device} --threads {threads} --workers {params.workers}"
+        " --out-table {output.table:q} --out-plot {output.plot:q} --out-json {output.suggestion:q}"
+        " > {log:q} 2>&1"
+
+
 rule train:
     input:
         folds=rules.folds.output.folds,
         sample=rules.check_inputs.input.sample,
+        lr=lr_finder_result,
     output:
         model=f"{RESULTS}/train/{{model}}/fold{{fold}}/model.pt",
         history=f"{RESULTS}/train/{{model}}/fold{{fold}}/history.csv",
@@ -13,6 +41,7 @@ rule train:
     params:
         data=data_dir,
         flags=train_flags,
+        lr_from=lr_from_flag,
         device=config["train"]["device"],
         workers=config["train"]["workers"],
         checkpoint=f"{RESULTS}/checkpoints/{{model}}/fold{{fold}}/checkpoint.pt",
@@ -25,8 +54,8 @@ rule train:
         f"{LOGS}/train/{{model}}/fold{{fold}}.log",
     shell:
         "python -m ensemble train --data {params.data:q} --folds {input.folds:q} --fold {wildcards.fold}"
-        " {params.flags} --device {params.device} --threads {threads} --workers {params.workers}"
-        " --checkpoint {params.checkpoint:q} --out-model {output.model:q} --out-history {output.history:q}"
+        " {params.flags} {params.lr_from} --device {params.device} --threads {threads}"
+        " --workers {params.workers} --checkpoint {params.checkpoint:q} --out-model {output.model:q} --out-history {output.history:q}"
         " --out-metrics {output.metrics:q} >> {log:q} 2>&1"
 
 
