@@ -28,10 +28,14 @@ def _boolean(text: str) -> bool:
     return text.lower() == "true"
 
 
-def _threads(n: int) -> None:
+def _runtime(a) -> None:
+    """Threads and determinism of a torch job, before any work."""
     import torch
 
-    torch.set_num_threads(max(1, n))
+    from ensemble.device import set_deterministic
+
+    torch.set_num_threads(max(1, a.threads))
+    set_deterministic(a.deterministic)
 
 
 def add_demo_data(sub) -> None:
@@ -83,6 +87,8 @@ def _add_runtime(p) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for this job")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--deterministic", type=_boolean, default=False,
+                   help="deterministic algorithms (bitwise-reproducible GPU runs, slower)")
 
 
 def _add_train_config(p) -> None:
@@ -144,7 +150,7 @@ def run_train(a) -> None:
     from ensemble.device import resolve_device
     from ensemble.train import train_fold
 
-    _threads(a.threads)
+    _runtime(a)
     train_fold(_fold_data(a.data, a.folds, a.fold), _train_config(a), device=resolve_device(a.device),
                workers=a.workers, checkpoint_path=a.checkpoint, model_path=a.out_model,
                history_path=a.out_history, metrics_path=a.out_metrics)
@@ -169,7 +175,7 @@ def run_lr_find(a) -> None:
     from ensemble.lr_finder import plot_lr_find
     from ensemble.train import find_lr
 
-    _threads(a.threads)
+    _runtime(a)
     config = _train_config(a)
     table, lr = find_lr(_fold_data(a.data, a.folds, a.fold), config, device=resolve_device(a.device),
                         workers=a.workers, num_steps=a.num_steps)
@@ -198,7 +204,7 @@ def run_predict(a) -> None:
     from ensemble.layout import ID, LABEL, Layout, read_sample_ids
     from ensemble.predict import predict_fold
 
-    _threads(a.threads)
+    _runtime(a)
     folds = pd.read_csv(a.folds, dtype={ID: str, LABEL: str})
     oof, test, scores = predict_fold(a.model, folds, a.fold, a.data,
                                      read_sample_ids(Layout(a.data).sample_submission_csv),

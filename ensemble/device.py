@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 
@@ -40,3 +41,18 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
             raise ValueError("precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
         return torch.float16
     raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+
+
+def set_deterministic(on: bool) -> None:
+    """Deterministic algorithms everywhere (slower on GPUs): same seed, same bits, also on CUDA.
+
+    CPU runs with a fixed thread count are reproducible without it; on GPUs cuDNN's autotuner and atomic-add
+    kernels vary from run to run unless this is on. Call before any CUDA work.
+    """
+    if not on:
+        torch.backends.cudnn.benchmark = True  # fastest kernels for fixed input sizes
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True)
+    log.info("deterministic algorithms on")

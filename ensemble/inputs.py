@@ -79,6 +79,19 @@ def _image_problems(kind: str, ids: list[str], paths: list[Path], threads: int) 
     return problems, modes
 
 
+def _test_folder_problems(layout: Layout, test_ids: list[str]) -> list[str]:
+    if not test_ids:
+        return [f"{layout.sample_submission_csv} has no rows; it must list every test id"]
+    files = {p.stem for p in layout.test_dir.iterdir() if p.is_file()}
+    if not files:
+        return [f"{layout.test_dir} is empty; it must hold one <id>.jpg per sample_submission row"]
+    extra = sorted(files - set(test_ids))
+    if extra:
+        return [f"test images that are not sample_submission ids: {_listing(extra)}; the test folder and "
+                "sample_submission.csv must describe the same images"]
+    return []
+
+
 def check_inputs(data_dir: str | Path, k: int, threads: int = 4) -> dict:
     """Check a data set in the Kaggle layout; return a summary for the report.
 
@@ -93,9 +106,7 @@ def check_inputs(data_dir: str | Path, k: int, threads: int = 4) -> dict:
     labels = read_labels(layout.labels_csv)
     classes = read_classes(layout.sample_submission_csv)
     test_ids = read_sample_ids(layout.sample_submission_csv)
-    problems = _label_problems(labels, classes, k)
-    if not test_ids:
-        problems.append(f"{layout.sample_submission_csv} has no rows; it must list every test id")
+    problems = _label_problems(labels, classes, k) + _test_folder_problems(layout, test_ids)
     train_problems, train_modes = _image_problems(
         "training", labels[ID].tolist(), [layout.train_image(i) for i in labels[ID]], threads)
     test_problems, test_modes = _image_problems(

@@ -69,3 +69,44 @@ def test_classes_with_fewer_than_k_images_are_named(tiny_dataset):
 def test_missing_layout_says_what_is_expected(tmp_path):
     with pytest.raises(InputError, match="Kaggle layout"):
         check_inputs(tmp_path, k=2)
+
+
+def test_duplicate_ids_and_empty_labels_are_named(tiny_dataset):
+    labels = pd.read_csv(tiny_dataset / "labels.csv", dtype=str)
+    labels.loc[1, "id"] = labels.loc[0, "id"]
+    labels.loc[2, "breed"] = ""
+    labels.to_csv(tiny_dataset / "labels.csv", index=False)
+    with pytest.raises(InputError) as err:
+        check_inputs(tiny_dataset, k=3)
+    assert f"duplicate ids in labels.csv: {labels.loc[0, 'id']}" in str(err.value)
+    assert f"empty label in labels.csv: {labels.loc[2, 'id']}" in str(err.value)
+
+
+def test_zero_byte_and_truncated_images_are_unreadable(tiny_dataset):
+    ids = pd.read_csv(tiny_dataset / "labels.csv")["id"]
+    (tiny_dataset / "train" / f"{ids[0]}.jpg").write_bytes(b"")
+    whole = (tiny_dataset / "train" / f"{ids[1]}.jpg").read_bytes()
+    (tiny_dataset / "train" / f"{ids[1]}.jpg").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError) as err:
+        check_inputs(tiny_dataset, k=3)
+    assert f"{ids[0]} (" in str(err.value) and f"{ids[1]} (" in str(err.value)
+
+
+def test_empty_test_folder_and_stray_test_images_are_named(tiny_dataset):
+    test_dir = tiny_dataset / "test"
+    (test_dir / "stray.jpg").write_bytes((tiny_dataset / "train" / next((tiny_dataset / "train").iterdir()).name)
+                                         .read_bytes())
+    with pytest.raises(InputError, match="not sample_submission ids: stray"):
+        check_inputs(tiny_dataset, k=3)
+    for p in test_dir.iterdir():
+        p.unlink()
+    with pytest.raises(InputError, match="test is empty"):
+        check_inputs(tiny_dataset, k=3)
+
+
+def test_paths_with_spaces_and_non_ascii_letters_work(tmp_path):
+    from conftest import write_kaggle_dataset
+
+    root = tmp_path / "dog breeds é ü 犬"
+    write_kaggle_dataset(root, ["chien", "hund"], per_class=3, n_test=2)
+    assert check_inputs(root, k=3)["n_train"] == 6

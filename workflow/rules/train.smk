@@ -15,6 +15,7 @@ rule lr_find:
         flags=train_flags,
         device=config["train"]["device"],
         workers=config["train"]["workers"],
+        deterministic=config["train"]["deterministic"],
     threads: 4
     resources:
         gpu=gpus_per_job(),
@@ -25,6 +26,7 @@ rule lr_find:
     shell:
         "python -m ensemble lr-find --data {params.data:q} --folds {input.folds:q} --fold 0 {params.flags}"
         " --device {params.device} --threads {threads} --workers {params.workers}"
+        " --deterministic {params.deterministic}"
         " --out-table {output.table:q} --out-plot {output.plot:q} --out-json {output.suggestion:q}"
         " > {log:q} 2>&1"
 
@@ -44,6 +46,7 @@ rule train:
         lr_from=lr_from_flag,
         device=config["train"]["device"],
         workers=config["train"]["workers"],
+        deterministic=config["train"]["deterministic"],
         checkpoint=f"{RESULTS}/checkpoints/{{model}}/fold{{fold}}/checkpoint.pt",
     threads: 4
     resources:
@@ -55,8 +58,9 @@ rule train:
     shell:
         "python -m ensemble train --data {params.data:q} --folds {input.folds:q} --fold {wildcards.fold}"
         " {params.flags} {params.lr_from} --device {params.device} --threads {threads}"
-        " --workers {params.workers} --checkpoint {params.checkpoint:q} --out-model {output.model:q} --out-history {output.history:q}"
-        " --out-metrics {output.metrics:q} >> {log:q} 2>&1"
+        " --workers {params.workers} --deterministic {params.deterministic} --checkpoint {params.checkpoint:q}"
+        " --out-model {output.model:q} --out-history {output.history:q} --out-metrics {output.metrics:q}"
+        " >> {log:q} 2>&1"
 
 
 rule predict:
@@ -72,6 +76,7 @@ rule predict:
         data=data_dir,
         device=config["train"]["device"],
         workers=config["train"]["workers"],
+        deterministic=config["train"]["deterministic"],
         batch_size=config["predict"]["batch_size"],
     threads: 4
     resources:
@@ -83,5 +88,5 @@ rule predict:
     shell:
         "python -m ensemble predict --data {params.data:q} --folds {input.folds:q} --fold {wildcards.fold}"
         " --model {input.model:q} --batch-size {params.batch_size} --device {params.device}"
-        " --threads {threads} --workers {params.workers} --out-oof {output.oof:q} --out-test {output.test:q}"
-        " --out-scores {output.scores:q} > {log:q} 2>&1"
+        " --threads {threads} --workers {params.workers} --deterministic {params.deterministic}"
+        " --out-oof {output.oof:q} --out-test {output.test:q} --out-scores {output.scores:q} > {log:q} 2>&1"

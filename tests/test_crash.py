@@ -1,0 +1,127 @@
+"""Nothing lost: SIGKILL mid-epoch resumes exactly, Ctrl-C leaves nothing half-written, a failed fold
+leaves the finished ones alone, and no shell command can be injected through a config value."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, write_kaggle_dataset
+from ensemble.folds import assign_folds
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("crash") / "data"
+    labels = write_kaggle_dataset(root, ["a", "b", "c"], per_class=20, n_test=6, size=32)
+    folds = root.parent / "folds.csv"
+    assign_folds(labels, k=3, seed=0).to_csv(folds, index=False)
+    return root, folds
+
+
+def _train_cmd(data: Path, folds: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "ensemble", "train", "--data", str(data), "--folds", str(folds), "--fold", "0",
+            "--backbone", "resnet18", "--hidden", "8", "--image-size", "32", "--epochs", "3", "--batch-size", "4",
+            "--precision", "fp32", "--threads", "1", "--checkpoint", str(out / "ckpt.pt"),
+            "--out-model", str(out / "model.pt"), "--out-history", str(out / "history.csv"),
+            "--out-metrics", str(out / "metrics.json")]
+
+
+def _predict(data: Path, folds: Path, out: Path) -> pd.DataFrame:
+    subprocess.run([sys.executable, "-m", "ensemble", "predict", "--data", str(data), "--folds", str(folds),
+                    "--fold", "0", "--model", str(out / "model.pt"), "--threads", "1", "--out-oof",
+                    str(out / "oof.csv"), "--out-test", str(out / "test.csv"), "--out-scores",
+                    str(out / "scores.json")], check=True, capture_output=True)
+    return pd.concat([pd.read_csv(out / "oof.csv"), pd.read_csv(out / "test.csv")])
+
+
+def _start_and_signal(cmd: list[str], checkpoint: Path, sig: int) -> subprocess.CompletedProcess:
+    """Start training, wait for its first checkpoint (epoch 1 done), let epoch 2 begin, then send ``sig``."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # into epoch 2
+    assert proc.poll() is None, "training finished before it could be interrupted"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def test_sigkill_mid_epoch_then_rerun_equals_a_run_never_killed(dataset, tmp_path):
+    data, folds = dataset
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(_train_cmd(data, folds, straight), check=True, capture_output=True)
+    done = _start_and_signal(_train_cmd(data, folds, killed), killed / "ckpt.pt", signal.SIGKILL)
+    assert done.returncode == -signal.SIGKILL
+    assert not (killed / "model.pt").exists()
+    rerun = subprocess.run(_train_cmd(data, folds, killed), check=True, capture_output=True, text=True)
+    assert re.search(r"resuming from .* after epoch [12]", rerun.stderr)
+    a = torch.load(straight / "model.pt", weights_only=True)["model"]
+    b = torch.load(killed / "model.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    pd.testing.assert_frame_equal(_predict(data, folds, straight), _predict(data, folds, killed))
+
+
+def test_ctrl_c_leaves_nothing_half_written(dataset, tmp_path):
+    data, folds = dataset
+    done = _start_and_signal(_train_cmd(data, folds, tmp_path), tmp_path / "ckpt.pt", signal.SIGINT)
+    assert done.returncode != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no outputs, no temp files
+    assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["epoch"] >= 1  # and the checkpoint is whole
+
+
+def test_every_torch_load_is_weights_only():
+    calls = [(p.name, line) for p in (REPO / "ensemble").glob("*.py") for line in p.read_text().splitlines()
+             if "torch.load(" in line]
+    assert calls, "expected torch.load calls to check"
+    assert all("weights_only=True" in line for _, line in calls), calls
+
+
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_data_path_cannot_inject_a_shell_command(tmp_path):
+    evil = tmp_path / "data é $(touch pwned1); touch pwned2 `touch pwned3`"
+    write_kaggle_dataset(evil, ["a", "b"], per_class=3, n_test=2)
+    config = {"run": "evil", "data": {"dir": str(evil), "answers": None}, "folds": {"k": 2},
+              "models": {"m": {"backbone": "resnet18"}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = _snakemake(tmp_path, "results/evil/inputs/report.json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"n_train": 6' in (tmp_path / "results/evil/inputs/report.json").read_text()
+    assert not list(tmp_path.rglob("pwned*")) and not list(Path.cwd().glob("pwned*"))
+
+
+def test_a_failed_fold_leaves_finished_folds_alone_and_rerun_trains_only_it(dataset, tmp_path):
+    data, _ = dataset
+    config = {"run": "r", "data": {"dir": str(data), "answers": None}, "folds": {"k": 3},
+              "train": {"device": "cpu"}, "models": {"m": {"backbone": "resnet18", "hidden": [8], "image_size": 32,
+                                                           "epochs": 1, "batch_size": 8, "precision": "fp32"}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    blocker = tmp_path / "results/r/checkpoints/m/fold1/checkpoint.pt"
+    blocker.mkdir(parents=True)  # a directory where fold 1 must write its checkpoint: that job fails
+    targets = [f"results/r/train/m/fold{k}/model.pt" for k in range(3)]
+    done = _snakemake(tmp_path, *targets, "--keep-going", "--set-threads", "train=1")
+    assert done.returncode != 0
+    finished = {k: (tmp_path / targets[k]).stat().st_mtime_ns for k in (0, 2)}
+    assert not (tmp_path / targets[1]).exists()
+    blocker.rmdir()
+    plan = _snakemake(tmp_path, "--dry-run", *targets)
+    assert re.search(r"^train\s+1$", plan.stdout, re.M), plan.stdout
+    assert re.search(r"output: results/r/train/m/fold1/model\.pt", plan.stdout), plan.stdout
+    done = _snakemake(tmp_path, *targets, "--set-threads", "train=1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {k: (tmp_path / targets[k]).stat().st_mtime_ns for k in (0, 2)} == finished
