@@ -7,6 +7,7 @@ Each verb has ``add_<verb>(subparsers)`` and ``run_<verb>(args)``; nothing below
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -18,6 +19,7 @@ import pandas as pd
 import yaml
 
 from ensemble.atomic import write_csv, write_json, write_text
+from ensemble.gpus import current_slot, pinned_gpu
 
 log = logging.getLogger("ensemble")
 
@@ -182,7 +184,7 @@ def run_lr_find(a) -> None:
     write_csv(table, a.out_table)
     with atomic_path(a.out_plot) as tmp:
         plot_lr_find(table, lr, tmp, title=f"LR range test: {config.backbone}, phase {config.phase(0)}")
-    write_json({"lr": lr, "phase": config.phase(0), "steps": len(table)}, a.out_json)
+    write_json({"lr": lr, "phase": config.phase(0), "steps": len(table), "gpu_slot": current_slot()}, a.out_json)
     log.info("suggested lr %.4g", lr)
 
 
@@ -211,7 +213,7 @@ def run_predict(a) -> None:
                                      device=resolve_device(a.device), workers=a.workers, batch_size=a.batch_size)
     write_csv(oof, a.out_oof, float_format="%.8g")
     write_csv(test, a.out_test, float_format="%.8g")
-    write_json(scores, a.out_scores)
+    write_json({**scores, "gpu_slot": current_slot()}, a.out_scores)
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -355,8 +357,11 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run = globals()[f"run_{args.verb.replace('-', '_')}"]
+    wants_gpu = getattr(args, "device", "cpu") != "cpu"  # train, predict, lr-find unless pinned to the CPU
     try:
-        globals()[f"run_{args.verb.replace('-', '_')}"](args)
+        with pinned_gpu() if wants_gpu else contextlib.nullcontext():
+            run(args)
     except (InputError, SubmissionError, FileNotFoundError, ValueError) as e:
         if os.environ.get("ENSEMBLE_DEBUG"):
             raise

@@ -27,6 +27,7 @@ from ensemble.checkpoint import checkpoint_key, load_checkpoint, save_checkpoint
 from ensemble.data import ImageFiles, make_loader
 from ensemble.device import resolve_precision
 from ensemble.finetune import freeze_backbone, param_groups
+from ensemble.gpus import current_slot
 from ensemble.hparams import TrainConfig
 from ensemble.loops import predict_log_probs, run_epoch
 from ensemble.lr_finder import lr_range_test, suggest_lr
@@ -233,7 +234,8 @@ def _finish(run: _FoldRun, started: float, paths: dict[str, Path]) -> dict:
                "optimistic": config.keep == "best" or config.patience > 0,
                "snapshot_epochs": [s["epoch"] for s in state.snapshots], "device": str(run.device),
                "precision": str(run.dtype).removeprefix("torch.") if run.dtype else "fp32",
-               "threads": torch.get_num_threads(), "seconds": time.perf_counter() - started}
+               "threads": torch.get_num_threads(), "gpu_slot": current_slot(),
+               "seconds": time.perf_counter() - started}
     write_json(metrics, paths["metrics"])
     paths["checkpoint"].unlink(missing_ok=True)
     return metrics
