@@ -134,9 +134,26 @@ def test_workflow_passes_snakemake_lint():
 @pytest.mark.parametrize("config,message", [
     ({**CONFIG, "folds": {"k": 3, "seeds": 1}}, "Additional properties are not allowed ('seeds'"),
     ({**CONFIG, "folds": {"k": "five"}}, "'five' is not of type 'integer'"),
+    ({**CONFIG, "folds": {"k": 1}}, "1 is less than the minimum of 2"),
+    ({**CONFIG, "models": {"r18": {"backbone": "resnet19"}}}, "unknown backbone 'resnet19'; valid names: resnet18"),
     ({**CONFIG, "models": {"r18": {"backbone": "resnet18", "keep": "first"}}}, "'first' is not one of"),
 ])
 def test_bad_config_fails_before_any_job_with_the_key_named(tmp_path, config, message):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(tmp_path, "--dry-run")
     assert done.returncode != 0 and message in done.stdout + done.stderr
+
+
+def test_bad_data_stops_at_the_input_check_with_the_id_named(tmp_path):
+    from conftest import write_kaggle_dataset
+
+    labels = write_kaggle_dataset(tmp_path / "data", ["a", "b"], per_class=4, n_test=2)
+    (tmp_path / "data" / "train" / f"{labels['id'][3]}.jpg").write_bytes(b"\xff\xd8 truncated")
+    config = {**CONFIG, "data": {"dir": "data", "answers": None}, "folds": {"k": 2}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(tmp_path)
+    assert done.returncode != 0
+    log = (tmp_path / f"logs/{RUN}/check_inputs.log").read_text()
+    assert labels["id"][3] in log and "unreadable" in log and "replace the files or remove the ids" in log
+    written = [p for p in (tmp_path / "results").rglob("*") if p.is_file() and "provenance" not in p.parts]
+    assert written == []  # no partial output: nothing past the check ran
