@@ -22,6 +22,7 @@ rule all:
     input:
         rules.submit.output.submission,
         rules.blend.output.scores,
+        rules.postprocess.output.table,
         provenance_outputs(),
         answer_scores(),
         lr_find_outputs(),

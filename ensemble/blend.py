@@ -19,28 +19,60 @@ def class_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c not in (ID, LABEL, FOLD)]
 
 
-def average_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """Mean probability table over members that predict the same ids and classes (row order of the first)."""
+def average_tables(tables: list[pd.DataFrame], weights: list[float] | None = None) -> pd.DataFrame:
+    """(Weighted) mean probability table over members that predict the same ids and classes, in the row order
+    of the first; equal weights by default."""
     first = tables[0]
     classes = class_columns(first)
+    weights = [1 / len(tables)] * len(tables) if weights is None else weights
     total = np.zeros((len(first), len(classes)))
-    for i, t in enumerate(tables):
+    for i, (t, w) in enumerate(zip(tables, weights, strict=True)):
         if class_columns(t) != classes or set(t[ID]) != set(first[ID]) or len(t) != len(first):
             raise ValueError(f"member {i} predicts other ids or classes than member 0; were they trained on "
                              "the same data?")
-        total += t.set_index(ID).loc[first[ID], classes].to_numpy()
-    averaged = pd.DataFrame(total / len(tables), columns=classes)
+        total += w * t.set_index(ID).loc[first[ID], classes].to_numpy()
+    averaged = pd.DataFrame(total, columns=classes)
     averaged.insert(0, ID, first[ID].to_numpy())
     return averaged
 
 
-def blend_models(oofs: list[pd.DataFrame], tests: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Equal-weight blend of several models' out-of-fold and test tables (one model: unchanged values)."""
+def blend_models(oofs: list[pd.DataFrame], tests: list[pd.DataFrame],
+                 weights: list[float] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Blend several models' out-of-fold and test tables (equal weights by default; one model: unchanged)."""
     first = oofs[0].sort_values(ID, kind="stable").reset_index(drop=True)
-    oof = average_tables([first, *oofs[1:]])
+    oof = average_tables([first, *oofs[1:]], weights)
     oof.insert(1, LABEL, first[LABEL].to_numpy())
     oof.insert(2, FOLD, first[FOLD].to_numpy())
-    return oof, average_tables(tests)
+    return oof, average_tables(tests, weights)
+
+
+def labels_of(oof: pd.DataFrame) -> np.ndarray:
+    """Integer labels of an out-of-fold table, in its class-column order."""
+    return oof[LABEL].map({c: i for i, c in enumerate(class_columns(oof))}).to_numpy()
+
+
+def fit_blend_weights(oofs: list[pd.DataFrame]) -> list[float]:
+    """Non-negative weights summing to one that minimise the out-of-fold log loss of the blend.
+
+    Weights are a softmax of free parameters, so the constraint holds by construction; L-BFGS on the Kaggle
+    log loss. One model: [1.0].
+    """
+    if len(oofs) == 1:
+        return [1.0]
+    from scipy.optimize import minimize
+
+    aligned = [t.sort_values(ID, kind="stable") for t in oofs]
+    classes = class_columns(aligned[0])
+    stack = np.stack([t[classes].to_numpy() for t in aligned])  # (models, n, K)
+    labels = labels_of(aligned[0])
+
+    def loss(params: np.ndarray) -> float:
+        w = np.exp(params - params.max())
+        return kaggle_log_loss(np.tensordot(w / w.sum(), stack, axes=1), labels)
+
+    params = minimize(loss, np.zeros(len(oofs)), method="L-BFGS-B").x
+    w = np.exp(params - params.max())
+    return (w / w.sum()).tolist()
 
 
 def gather_oof(tables: list[pd.DataFrame]) -> pd.DataFrame:

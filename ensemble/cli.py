@@ -248,7 +248,8 @@ def run_average(a) -> None:
 
 
 def add_blend(sub) -> None:
-    p = sub.add_parser("blend", help="blend the models' averaged predictions with equal weights")
+    p = sub.add_parser("blend", help="blend the models' averaged predictions (equal or fitted weights)")
+    p.add_argument("--weights", choices=["equal", "fitted"], default="equal")
     p.add_argument("--oof", type=Path, nargs="+", required=True)
     p.add_argument("--test", type=Path, nargs="+", required=True)
     p.add_argument("--out-oof", type=Path, required=True)
@@ -257,14 +258,52 @@ def add_blend(sub) -> None:
 
 
 def run_blend(a) -> None:
-    from ensemble.blend import blend_models, oof_scores
+    from ensemble.blend import blend_models, fit_blend_weights, oof_scores
 
-    oof, test = blend_models([_read_table(p) for p in a.oof], [_read_table(p) for p in a.test])
-    scores = {"models": [str(p) for p in a.oof], "weights": [1 / len(a.oof)] * len(a.oof), **oof_scores(oof)}
+    oofs = [_read_table(p) for p in a.oof]
+    weights = fit_blend_weights(oofs) if a.weights == "fitted" else [1 / len(oofs)] * len(oofs)
+    oof, test = blend_models(oofs, [_read_table(p) for p in a.test], weights)
+    model_scores = {str(p): oof_scores(t)["overall"] for p, t in zip(a.oof, oofs)}
+    scores = {"models": [str(p) for p in a.oof], "weights": weights, "weighting": a.weights,
+              "model_scores": model_scores, **oof_scores(oof)}
     write_csv(oof, a.out_oof, float_format="%.8g")
     write_csv(test, a.out_test, float_format="%.8g")
     write_json(scores, a.out_scores)
     log.info("blend of %d model(s): out-of-fold log loss %.4f", len(a.oof), scores["overall"]["log_loss"])
+
+
+def add_postprocess(sub) -> None:
+    p = sub.add_parser("postprocess", help="temperature / clipping fitted on out-of-fold predictions only")
+    p.add_argument("--models", nargs="+", required=True, help="model names, in the order of the tables")
+    p.add_argument("--oof", type=Path, nargs="+", required=True, help="per-fold OOF tables, model by model")
+    p.add_argument("--test", type=Path, nargs="+", required=True, help="per-fold test tables, model by model")
+    p.add_argument("--blend-scores", type=Path, required=True, help="the blend's scores.json (its weights)")
+    p.add_argument("--method", choices=["none", "clip", "temperature", "both"], required=True)
+    p.add_argument("--scope", choices=["ensemble", "per_fold"], required=True)
+    p.add_argument("--answers", type=Path, help="optional answer key: adds test log loss to the table")
+    p.add_argument("--out-oof", type=Path, required=True)
+    p.add_argument("--out-test", type=Path, required=True)
+    p.add_argument("--out-params", type=Path, required=True)
+    p.add_argument("--out-table", type=Path, required=True)
+
+
+def run_postprocess(a) -> None:
+    from ensemble.finalize import ModelFolds, finalize
+    from ensemble.layout import read_labels
+
+    if len(a.oof) != len(a.test) or len(a.oof) % len(a.models):
+        raise ValueError("--oof and --test need the same number of tables, k per model")
+    k = len(a.oof) // len(a.models)
+    models = [ModelFolds(m, [_read_table(p) for p in a.oof[i * k:(i + 1) * k]],
+                         [_read_table(p) for p in a.test[i * k:(i + 1) * k]]) for i, m in enumerate(a.models)]
+    weights = json.loads(a.blend_scores.read_text())["weights"]
+    oof, test, params, table = finalize(models, weights, method=a.method, scope=a.scope,
+                                        answers=read_labels(a.answers) if a.answers else None)
+    write_csv(oof, a.out_oof, float_format="%.8g")
+    write_csv(test, a.out_test, float_format="%.8g")
+    write_json(params, a.out_params)
+    write_csv(table, a.out_table, float_format="%.6g")
+    log.info("post-processing table:\n%s", table.to_string(index=False))
 
 
 def add_submit(sub) -> None:
@@ -338,7 +377,7 @@ def run_provenance(a) -> None:
     write_json(versions(Path.cwd()), a.out_versions)
 
 
-VERBS = ["demo_data", "check_inputs", "folds", "lr_find", "train", "predict", "average", "blend", "submit", "validate", "score",
+VERBS = ["demo_data", "check_inputs", "folds", "lr_find", "train", "predict", "average", "blend", "postprocess", "submit", "validate", "score",
          "provenance"]
 
 

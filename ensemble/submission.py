@@ -2,7 +2,8 @@
 
 Clipping bounds are probabilities: every value is clipped to [floor, ceiling], then each row is divided by
 its sum. Kaggle renormalises rows after its own clipping, so a ceiling below 1/K (the write-up's 0.99/120)
-is not a ceiling at all: after renormalisation the row is near-uniform. ``clip_rows`` refuses such bounds.
+is not a ceiling at all: every large probability is cut to the same value and renormalisation scales it
+back up, leaving only a cap on the ratio between probabilities. ``clip_rows`` refuses such bounds.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ def clip_rows(probs: np.ndarray, floor: float, ceiling: float) -> np.ndarray:
     if floor * k >= 1:
         raise ValueError(f"clip floor {floor} >= 1/K = {1 / k:.6g}: every row would become uniform")
     if ceiling < 1 / k:
-        raise ValueError(f"clip ceiling {ceiling} < 1/K = {1 / k:.6g}: after renormalisation it caps nothing "
-                         "and flattens every row; use a ceiling well above 1/K (or 1.0 for none)")
+        raise ValueError(f"clip ceiling {ceiling} < 1/K = {1 / k:.6g}: after renormalisation it is no ceiling "
+                         "(it only caps ratios between probabilities); use a ceiling above 1/K (1.0 for none)")
     clipped = np.clip(np.asarray(probs, dtype=np.float64), floor, ceiling)
     return clipped / clipped.sum(axis=1, keepdims=True)
 

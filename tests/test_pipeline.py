@@ -56,14 +56,27 @@ def results(run_dir: Path) -> Path:
     return run_dir / "results" / RUN
 
 
-def test_submission_is_valid_and_is_the_clipped_fold_average(run_dir):
+def test_blend_is_the_fold_average_and_the_submission_its_clipped_postprocessing(run_dir):
     sample = pd.read_csv(run_dir / "data/demo/sample_submission.csv", dtype={"id": str})
     sub = pd.read_csv(results(run_dir) / "submission/submission.csv", dtype={"id": str})
     validate_submission(sub, sample)
+    classes = list(sub.columns[1:])
     folds = [pd.read_csv(results(run_dir) / f"predict/r18/fold{k}/test.csv", dtype={"id": str}).set_index("id")
              for k in range(3)]
-    mean = sum(f.loc[sub["id"], sub.columns[1:]].to_numpy() for f in folds) / 3
-    np.testing.assert_allclose(sub.iloc[:, 1:].to_numpy(), clip_rows(mean, 0.001, 0.999), atol=1e-7)
+    blend = pd.read_csv(results(run_dir) / "blend/test.csv", dtype={"id": str}).set_index("id")
+    mean = sum(f.loc[sub["id"], classes].to_numpy() for f in folds) / 3
+    np.testing.assert_allclose(blend.loc[sub["id"], classes].to_numpy(), mean, atol=1e-7)
+    post = pd.read_csv(results(run_dir) / "postprocess/test.csv", dtype={"id": str}).set_index("id")
+    np.testing.assert_allclose(sub[classes].to_numpy(), clip_rows(post.loc[sub["id"], classes].to_numpy(),
+                                                                   0.001, 0.999), atol=1e-7)
+
+
+def test_postprocessing_table_compares_methods_on_oof_and_test(run_dir):
+    table = pd.read_csv(results(run_dir) / "postprocess/table.csv")
+    assert table["method"].iloc[0] == "raw average" and len(table) == 7
+    assert table[["oof_log_loss", "test_log_loss"]].notna().all().all()
+    params = json.loads((results(run_dir) / "postprocess/params.json").read_text())
+    assert params["weights"] == [1.0] and params["method"] == "both" and len(params["fold_temperatures"]["r18"]) == 3
 
 
 def test_out_of_fold_table_covers_every_labelled_image_once(run_dir):
@@ -116,8 +129,9 @@ def test_forcing_one_fold_plans_only_that_fold(run_dir):
 @pytest.mark.parametrize("change,expected", [
     ({"clip": {"floor": 0.01}}, {"submit", "score", "all"}),
     ({"models": {"r18": {"lr": "auto"}}},
-     {"lr_find", "train", "predict", "average", "blend", "submit", "score", "all"}),
-    ({"models": {"r18": {"epochs": 3}}}, {"train", "predict", "average", "blend", "submit", "score", "all"}),
+     {"lr_find", "train", "predict", "average", "blend", "postprocess", "submit", "score", "all"}),
+    ({"models": {"r18": {"epochs": 3}}},
+     {"train", "predict", "average", "blend", "postprocess", "submit", "score", "all"}),
 ])
 def test_a_config_edit_reruns_only_the_rules_that_use_it(run_dir, tmp_path, change, expected):
     override = tmp_path / "override.yaml"
@@ -135,6 +149,7 @@ def test_workflow_passes_snakemake_lint():
     ({**CONFIG, "folds": {"k": 3, "seeds": 1}}, "Additional properties are not allowed ('seeds'"),
     ({**CONFIG, "folds": {"k": "five"}}, "'five' is not of type 'integer'"),
     ({**CONFIG, "folds": {"k": 1}}, "1 is less than the minimum of 2"),
+    ({**CONFIG, "clip": {"floor": 0.5, "ceiling": 0.4}}, "clip.floor (0.5) must be below clip.ceiling (0.4)"),
     ({**CONFIG, "models": {"r18": {"backbone": "resnet19"}}}, "unknown backbone 'resnet19'; valid names: resnet18"),
     ({**CONFIG, "models": {"r18": {"backbone": "resnet18", "keep": "first"}}}, "'first' is not one of"),
 ])

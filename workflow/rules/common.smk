@@ -41,7 +41,24 @@ def check_models():
             raise ValueError(f"models.{name}: head_epochs + epochs must be at least 1")
 
 
+def check_clip():
+    """Fixed clip bounds that make no sense fail here, before any job, with the reason."""
+    floor, ceiling = config["clip"]["floor"], config["clip"]["ceiling"]
+    if floor >= ceiling:
+        raise ValueError(f"clip.floor ({floor}) must be below clip.ceiling ({ceiling})")
+    sample = f"{DATA}/sample_submission.csv"
+    if os.path.exists(sample):
+        with open(sample) as f:
+            k = len(f.readline().strip().split(",")) - 1
+        if k > 0 and ceiling < 1 / k:
+            raise ValueError(f"clip.ceiling ({ceiling}) is below 1/K = 1/{k}: after renormalisation it is no "
+                             "ceiling; use a value above 1/K, or 1.0 for none")
+        if k > 0 and floor * k >= 1:
+            raise ValueError(f"clip.floor ({floor}) is at least 1/K = 1/{k}: every row would be uniform")
+
+
 check_models()
+check_clip()
 
 
 def train_flags(wildcards):
@@ -96,6 +113,11 @@ def fold_predictions(kind):
         return expand(getattr(rules.predict.output, kind), model=wildcards.model, fold=FOLDS)
 
     return tables
+
+
+def answers_flag(wildcards, input):
+    """`--answers FILE` when an answer key is configured."""
+    return f"--answers {shlex.quote(str(input.answers))}" if input.answers else ""
 
 
 def answer_scores():

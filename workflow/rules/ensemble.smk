@@ -30,16 +30,46 @@ rule blend:
         scores=f"{RESULTS}/blend/scores.json",
     conda:
         CONDA_ENV
+    params:
+        weights=config["blend"]["weights"],
     log:
         f"{LOGS}/blend.log",
     shell:
-        "python -m ensemble blend --oof {input.oof:q} --test {input.test:q} --out-oof {output.oof:q}"
+        "python -m ensemble blend --weights {params.weights} --oof {input.oof:q} --test {input.test:q}"
+        " --out-oof {output.oof:q}"
         " --out-test {output.test:q} --out-scores {output.scores:q} > {log:q} 2>&1"
+
+
+rule postprocess:
+    input:
+        oof=expand(rules.predict.output.oof, model=MODELS, fold=FOLDS),
+        test=expand(rules.predict.output.test, model=MODELS, fold=FOLDS),
+        blend=rules.blend.output.scores,
+        answers=config["data"]["answers"] or [],
+    output:
+        oof=f"{RESULTS}/postprocess/oof.csv",
+        test=f"{RESULTS}/postprocess/test.csv",
+        params=f"{RESULTS}/postprocess/params.json",
+        table=f"{RESULTS}/postprocess/table.csv",
+    params:
+        models=MODELS,
+        method=config["postprocess"]["method"],
+        scope=config["postprocess"]["scope"],
+        answers=answers_flag,
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/postprocess.log",
+    shell:
+        "python -m ensemble postprocess --models {params.models:q} --oof {input.oof:q} --test {input.test:q}"
+        " --blend-scores {input.blend:q} --method {params.method} --scope {params.scope} {params.answers}"
+        " --out-oof {output.oof:q} --out-test {output.test:q} --out-params {output.params:q}"
+        " --out-table {output.table:q} > {log:q} 2>&1"
 
 
 rule submit:
     input:
-        probs=rules.blend.output.test,
+        probs=rules.postprocess.output.test,
         sample=rules.check_inputs.input.sample,
     output:
         submission=f"{RESULTS}/submission/submission.csv",

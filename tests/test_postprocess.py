@@ -1,0 +1,89 @@
+"""Post-processing fitted on constructed cases whose optimum is known."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ensemble.blend import fit_blend_weights
+from ensemble.finalize import ModelFolds, finalize
+from ensemble.metrics import kaggle_log_loss
+from ensemble.postprocess import apply_temperature, clip_renormalise, fit, fit_clip, fit_temperature
+
+
+def _calibrated(n=4000, k=5, seed=0):
+    """Labels drawn from the predicted distributions: these probabilities are calibrated (T* = 1)."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(k) * 0.3, size=n)
+    labels = np.array([rng.choice(k, p=p) for p in probs])
+    return probs, labels
+
+
+@pytest.mark.parametrize("true_t", [0.5, 1.0, 2.0])
+def test_temperature_recovers_the_distortion_it_undoes(true_t):
+    probs, labels = _calibrated()
+    distorted = apply_temperature(probs, 1 / true_t)  # sharpened (or softened) by 1/T*
+    assert fit_temperature(distorted, labels) == pytest.approx(true_t, rel=0.1)
+
+
+def test_temperature_of_one_is_the_identity():
+    probs, _ = _calibrated(n=10)
+    np.testing.assert_allclose(apply_temperature(probs, 1.0), probs, rtol=1e-9)
+
+
+def test_clip_floor_caps_confident_mistakes():
+    # 99% of rows: confident and right; 1%: confident and wrong. The best floor is near the error rate / (K-1).
+    n, k = 10_000, 4
+    probs = np.full((n, k), 1e-9)
+    probs[:, 0] = 1 - 3e-9
+    labels = np.zeros(n, dtype=int)
+    labels[:100] = 1
+    floor, ceiling = fit_clip(probs, labels)
+    assert 1e-3 < floor < 1e-2
+    assert kaggle_log_loss(clip_renormalise(probs, floor, ceiling), labels) < kaggle_log_loss(probs, labels) / 3
+
+
+def test_fit_none_is_identity_and_unknown_method_is_refused():
+    probs, labels = _calibrated(n=50)
+    np.testing.assert_allclose(fit("none", probs, labels).apply(probs), probs)
+    with pytest.raises(ValueError, match="none, clip, temperature or both"):
+        fit("platt", probs, labels)
+
+
+def _table(ids, probs, classes, labels=None, fold=None):
+    t = pd.DataFrame(probs, columns=classes)
+    t.insert(0, "id", ids)
+    if labels is not None:
+        t.insert(1, "breed", [classes[i] for i in labels])
+        t.insert(2, "fold", fold)
+    return t
+
+
+def test_blend_weights_find_the_informative_model():
+    probs, labels = _calibrated(n=2000, k=3)
+    classes = ["a", "b", "c"]
+    ids = [f"i{j}" for j in range(len(labels))]
+    good = _table(ids, probs, classes, labels, 0)
+    noise = _table(ids, np.random.default_rng(1).dirichlet(np.ones(3), size=len(labels)), classes, labels, 0)
+    weights = fit_blend_weights([noise, good])
+    assert weights[1] > 0.9 and sum(weights) == pytest.approx(1) and min(weights) >= 0
+
+
+def test_finalize_table_and_overconfident_folds():
+    rng = np.random.default_rng(3)
+    classes = ["a", "b", "c", "d"]
+    oofs, tests = [], []
+    test_ids = [f"t{j}" for j in range(300)]
+    for f in range(3):
+        probs, labels = _calibrated(n=600, k=4, seed=10 + f)
+        sharp = apply_temperature(probs, 0.5)  # over-confident single models
+        oofs.append(_table([f"f{f}-{j}" for j in range(600)], sharp, classes, labels, f))
+        tests.append(_table(test_ids, apply_temperature(rng.dirichlet(np.ones(4) * 0.3, size=300), 0.5), classes))
+    oof, test, params, table = finalize([ModelFolds("m", oofs, tests)], [1.0], method="temperature", scope="ensemble")
+    assert params["temperature"] == pytest.approx(2.0, rel=0.15)
+    rows = table.set_index("method")["oof_log_loss"]
+    assert rows["fitted temperature (ensemble)"] < rows["raw average"]
+    assert "write-up bounds 0.01/K, 0.99/K" in rows.index
+    assert rows["temperature + clip (ensemble)"] <= rows["fitted temperature (ensemble)"] + 1e-9
+    assert list(test.columns) == ["id", *classes] and np.allclose(test[classes].sum(axis=1), 1)
+    _, _, per_fold, _ = finalize([ModelFolds("m", oofs, tests)], [1.0], method="both", scope="per_fold")
+    assert [t == pytest.approx(2.0, rel=0.2) for t in per_fold["fold_temperatures"]["m"]] == [True] * 3
