@@ -8,6 +8,9 @@ min_version("8.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
@@ -23,6 +26,7 @@ rule all:
         rules.submit.output.submission,
         rules.blend.output.scores,
         rules.postprocess.output.table,
+        rules.plots.output,
         provenance_outputs(),
         answer_scores(),
         lr_find_outputs(),

@@ -306,6 +306,26 @@ def run_postprocess(a) -> None:
     log.info("post-processing table:\n%s", table.to_string(index=False))
 
 
+def add_plots(sub) -> None:
+    p = sub.add_parser("plots", help="training curves, reliability, clipping sweep, confusion, per-class loss")
+    p.add_argument("--models", nargs="+", required=True)
+    p.add_argument("--histories", type=Path, nargs="+", required=True, help="history.csv files, model by model")
+    p.add_argument("--raw-oof", type=Path, required=True)
+    p.add_argument("--post-oof", type=Path, required=True)
+    for name in ("curves", "reliability", "sweep", "confusion", "per-class", "per-class-csv"):
+        p.add_argument(f"--out-{name}", type=Path, required=True)
+
+
+def run_plots(a) -> None:
+    from ensemble.plots import all_plots
+
+    k = len(a.histories) // len(a.models)
+    histories = {m: [pd.read_csv(p) for p in a.histories[i * k:(i + 1) * k]] for i, m in enumerate(a.models)}
+    out = {"curves": a.out_curves, "reliability": a.out_reliability, "sweep": a.out_sweep,
+           "confusion": a.out_confusion, "per_class": a.out_per_class, "per_class_csv": a.out_per_class_csv}
+    all_plots(histories, _read_table(a.raw_oof), _read_table(a.post_oof), out)
+
+
 def add_submit(sub) -> None:
     p = sub.add_parser("submit", help="clip, renormalise and write a validated submission")
     p.add_argument("--probs", type=Path, required=True)
@@ -377,7 +397,7 @@ def run_provenance(a) -> None:
     write_json(versions(Path.cwd()), a.out_versions)
 
 
-VERBS = ["demo_data", "check_inputs", "folds", "lr_find", "train", "predict", "average", "blend", "postprocess", "submit", "validate", "score",
+VERBS = ["demo_data", "check_inputs", "folds", "lr_find", "train", "predict", "average", "blend", "postprocess", "plots", "submit", "validate", "score",
          "provenance"]
 
 

@@ -117,6 +117,16 @@ def test_provenance_records_config_and_versions(run_dir):
     assert resolved["folds"]["k"] == 3
 
 
+def test_html_report_holds_the_plots_and_tables(run_dir, tmp_path):
+    report = tmp_path / "report.html"
+    done = snakemake(run_dir, "--report", str(report))
+    assert done.returncode == 0, done.stderr[-2000:]
+    html = report.read_text(errors="replace")
+    for name in ("training_curves.png", "reliability.png", "clip_sweep.png", "confusion.png", "table.csv"):
+        assert name in html, name
+        assert name == "table.csv" or (results(run_dir) / "plots" / name).exists()
+
+
 def test_complete_run_has_nothing_to_do(run_dir):
     assert planned_jobs(run_dir) == {}
 
@@ -129,9 +139,9 @@ def test_forcing_one_fold_plans_only_that_fold(run_dir):
 @pytest.mark.parametrize("change,expected", [
     ({"clip": {"floor": 0.01}}, {"submit", "score", "all"}),
     ({"models": {"r18": {"lr": "auto"}}},
-     {"lr_find", "train", "predict", "average", "blend", "postprocess", "submit", "score", "all"}),
+     {"lr_find", "train", "predict", "average", "blend", "postprocess", "plots", "submit", "score", "all"}),
     ({"models": {"r18": {"epochs": 3}}},
-     {"train", "predict", "average", "blend", "postprocess", "submit", "score", "all"}),
+     {"train", "predict", "average", "blend", "postprocess", "plots", "submit", "score", "all"}),
 ])
 def test_a_config_edit_reruns_only_the_rules_that_use_it(run_dir, tmp_path, change, expected):
     override = tmp_path / "override.yaml"

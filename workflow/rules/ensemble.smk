@@ -50,7 +50,7 @@ rule postprocess:
         oof=f"{RESULTS}/postprocess/oof.csv",
         test=f"{RESULTS}/postprocess/test.csv",
         params=f"{RESULTS}/postprocess/params.json",
-        table=f"{RESULTS}/postprocess/table.csv",
+        table=report(f"{RESULTS}/postprocess/table.csv", caption="../report/table.rst", category="Scores"),
     params:
         models=MODELS,
         method=config["postprocess"]["method"],
@@ -65,6 +65,34 @@ rule postprocess:
         " --blend-scores {input.blend:q} --method {params.method} --scope {params.scope} {params.answers}"
         " --out-oof {output.oof:q} --out-test {output.test:q} --out-params {output.params:q}"
         " --out-table {output.table:q} > {log:q} 2>&1"
+
+
+rule plots:
+    input:
+        histories=expand(rules.train.output.history, model=MODELS, fold=FOLDS),
+        raw=rules.blend.output.oof,
+        post=rules.postprocess.output.oof,
+    output:
+        curves=report(f"{RESULTS}/plots/training_curves.png", caption="../report/curves.rst", category="Training"),
+        reliability=report(f"{RESULTS}/plots/reliability.png", caption="../report/reliability.rst",
+                           category="Post-processing"),
+        sweep=report(f"{RESULTS}/plots/clip_sweep.png", caption="../report/sweep.rst", category="Post-processing"),
+        confusion=report(f"{RESULTS}/plots/confusion.png", caption="../report/confusion.rst", category="Errors"),
+        per_class=report(f"{RESULTS}/plots/per_class_log_loss.png", caption="../report/per_class.rst",
+                         category="Errors"),
+        per_class_csv=report(f"{RESULTS}/plots/per_class_log_loss.csv", caption="../report/per_class.rst",
+                             category="Errors"),
+    params:
+        models=MODELS,
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/plots.log",
+    shell:
+        "python -m ensemble plots --models {params.models:q} --histories {input.histories:q}"
+        " --raw-oof {input.raw:q} --post-oof {input.post:q} --out-curves {output.curves:q}"
+        " --out-reliability {output.reliability:q} --out-sweep {output.sweep:q} --out-confusion {output.confusion:q}"
+        " --out-per-class {output.per_class:q} --out-per-class-csv {output.per_class_csv:q} > {log:q} 2>&1"
 
 
 rule submit:

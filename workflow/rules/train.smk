@@ -8,7 +8,8 @@ rule lr_find:
         sample=rules.check_inputs.input.sample,
     output:
         table=f"{RESULTS}/lr_find/{{model}}/lr_find.csv",
-        plot=f"{RESULTS}/lr_find/{{model}}/lr_find.png",
+        plot=report(f"{RESULTS}/lr_find/{{model}}/lr_find.png", caption="../report/lr_find.rst",
+                    category="LR finder"),
         suggestion=f"{RESULTS}/lr_find/{{model}}/suggestion.json",
     params:
         data=data_dir,
