@@ -34,3 +34,33 @@ def test_validate_reports_a_bad_file_without_a_traceback(files, caplog):
     pd.read_csv(folder / "sub.csv").iloc[:5].to_csv(folder / "short.csv", index=False)
     assert main(["validate", str(folder / "short.csv"), str(folder / "sample.csv")]) == 1
     assert "ids differ from sample_submission: 15 missing" in caplog.text
+
+
+def _oof(path, probs, labels, classes):
+    t = pd.DataFrame(probs, columns=classes)
+    t.insert(0, "id", [f"i{j}" for j in range(len(labels))])
+    t.insert(1, "breed", [classes[i] for i in labels])
+    t.insert(2, "fold", np.arange(len(labels)) % 3)
+    t.to_csv(path, index=False)
+    t.drop(columns=["breed", "fold"]).to_csv(path.with_name(path.stem + "_test.csv"), index=False)
+
+
+def test_blend_writes_fitted_weights_and_every_models_score(tmp_path):
+    import json
+
+    rng = np.random.default_rng(0)
+    classes = ["a", "b", "c"]
+    labels = rng.integers(0, 3, size=300)
+    good = np.full((300, 3), 0.1)
+    good[np.arange(300), labels] = 0.8
+    _oof(tmp_path / "good.csv", good, labels, classes)
+    _oof(tmp_path / "noise.csv", rng.dirichlet(np.ones(3), size=300), labels, classes)
+    args = ["blend", "--weights", "fitted", "--oof", str(tmp_path / "noise.csv"), str(tmp_path / "good.csv"),
+            "--test", str(tmp_path / "noise_test.csv"), str(tmp_path / "good_test.csv"), "--out-oof",
+            str(tmp_path / "o.csv"), "--out-test", str(tmp_path / "t.csv"), "--out-scores", str(tmp_path / "s.json")]
+    assert main(args) == 0
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["weights"][1] > 0.9 and sum(scores["weights"]) == pytest.approx(1)
+    assert set(scores["model_scores"]) == {str(tmp_path / "noise.csv"), str(tmp_path / "good.csv")}
+    best_single = min(s["log_loss"] for s in scores["model_scores"].values())
+    assert scores["overall"]["log_loss"] <= best_single + 1e-4  # softmax weights reach 1 only in the limit

@@ -136,6 +136,15 @@ def test_forcing_one_fold_plans_only_that_fold(run_dir):
     assert planned_jobs(run_dir, "--force", target) == {"train": 1}
 
 
+def test_several_models_train_every_model_and_fold(run_dir, tmp_path):
+    override = tmp_path / "two.yaml"
+    override.write_text(yaml.safe_dump({"models": {"r34": {"backbone": "resnet34", "image_size": 32}},
+                                        "blend": {"weights": "fitted"}}))
+    plan = planned_jobs(run_dir, "--configfile", str(run_dir / "config.yaml"), str(override))
+    assert plan["train"] == 3 and plan["predict"] == 3 and plan["average"] == 1  # only the new model's folds
+    assert {"blend", "postprocess", "submit"} <= set(plan)
+
+
 @pytest.mark.parametrize("change,expected", [
     ({"clip": {"floor": 0.01}}, {"submit", "score", "all"}),
     ({"models": {"r18": {"lr": "auto"}}},
