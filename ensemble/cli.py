@@ -195,6 +195,8 @@ def add_predict(sub) -> None:
     p.add_argument("--fold", type=int, required=True)
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--tta", nargs="+", default=["original"],
+                   help="test-time augmentation views: original, hflip, scale:<factor>, five_crop")
     p.add_argument("--out-oof", type=Path, required=True)
     p.add_argument("--out-test", type=Path, required=True)
     p.add_argument("--out-scores", type=Path, required=True)
@@ -210,7 +212,8 @@ def run_predict(a) -> None:
     folds = pd.read_csv(a.folds, dtype={ID: str, LABEL: str})
     oof, test, scores = predict_fold(a.model, folds, a.fold, a.data,
                                      read_sample_ids(Layout(a.data).sample_submission_csv),
-                                     device=resolve_device(a.device), workers=a.workers, batch_size=a.batch_size)
+                                     device=resolve_device(a.device), workers=a.workers, batch_size=a.batch_size,
+                                     tta=tuple(a.tta))
     write_csv(oof, a.out_oof, float_format="%.8g")
     write_csv(test, a.out_test, float_format="%.8g")
     write_json({**scores, "gpu_slot": current_slot()}, a.out_scores)

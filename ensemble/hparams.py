@@ -26,6 +26,10 @@ class TrainConfig:
     cycle_decay: float = 1.0  # SGDR: each cycle's peak rate is this times the one before
     snapshots: bool = False  # keep the model at the end of each phase-2 cycle; predictions average them
     patience: int = 0  # early stopping: judgements without a better val loss (cycle ends with SGDR, else epochs)
+    augment: str = "light"  # none | light | standard | heavy (ensemble.transforms)
+    mixup: float = 0.0  # MixUp alpha (0: off)
+    cutmix: float = 0.0  # CutMix alpha (0: off); with both on, each batch picks one
+    label_smoothing: float = 0.0  # share of each target spread over all classes
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0

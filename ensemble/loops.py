@@ -18,17 +18,40 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def batch_mixer(mixup: float, cutmix: float, n_classes: int):
+    """MixUp and/or CutMix on whole batches (soft targets out), or None when both are off."""
+    from torchvision.transforms import v2
+
+    mixers = ([v2.MixUp(alpha=mixup, num_classes=n_classes)] if mixup > 0 else []) + \
+        ([v2.CutMix(alpha=cutmix, num_classes=n_classes)] if cutmix > 0 else [])
+    if not mixers:
+        return None
+    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
+
+
+def soft_nll(log_probs: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean negative log-likelihood of hard (N,) or soft (N, K) targets, with optional label smoothing."""
+    if target.ndim == 1 and label_smoothing == 0:
+        return F.nll_loss(log_probs, target)
+    k = log_probs.shape[1]
+    soft = F.one_hot(target, k).float() if target.ndim == 1 else target
+    soft = soft * (1 - label_smoothing) + label_smoothing / k
+    return -(soft * log_probs).sum(dim=1).mean()
+
+
 def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.device, dtype: torch.dtype | None,
-              frozen_backbone: bool) -> float:
+              frozen_backbone: bool, mixer=None, label_smoothing: float = 0.0) -> float:
     """One pass over ``loader`` with an optimizer and schedule step per batch; returns the mean loss."""
     set_train_mode(model, frozen_backbone)
     total, n = 0.0, 0
     for x, y in tqdm(loader, desc="train", leave=False, mininterval=30):
+        if mixer is not None:
+            x, y = mixer(x, y)  # y becomes (N, K) soft targets
         x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
         with autocast(device, dtype):
             logits = model(x)
-        loss = F.nll_loss(F.log_softmax(logits.float(), dim=1), y)  # (N, K) log-probs -> mean NLL
+        loss = soft_nll(F.log_softmax(logits.float(), dim=1), y, label_smoothing)  # (N, K) log-probs -> mean
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

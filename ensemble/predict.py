@@ -20,7 +20,7 @@ from ensemble.layout import ID, LABEL, Layout
 from ensemble.loops import predict_log_probs
 from ensemble.metrics import accuracy, kaggle_log_loss
 from ensemble.models import build_model
-from ensemble.transforms import eval_transform
+from ensemble.transforms import eval_transform, tta_transforms, view_names
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,12 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]
 
 
 def predict_files(model, saved: dict, paths: list[Path], *, device: torch.device, workers: int,
-                  batch_size: int) -> np.ndarray:
-    """(N, K) probabilities for image files, with the eval transform the model was validated with."""
+                  batch_size: int, transform=None) -> np.ndarray:
+    """(N, K) probabilities for image files; by default with the eval transform the model was validated with."""
     pre = saved["preprocessing"]
-    dataset = ImageFiles(paths, None, eval_transform(pre["size"], pre["mean"], pre["std"], pre["crop_pct"]))
-    loader = make_loader(dataset, batch_size=batch_size, shuffle=False, workers=workers, device=device)
+    transform = transform or eval_transform(pre["size"], pre["mean"], pre["std"], pre["crop_pct"])
+    loader = make_loader(ImageFiles(paths, None, transform), batch_size=batch_size, shuffle=False, workers=workers,
+                         device=device)
     dtype = resolve_precision(saved["config"]["precision"], device)
     return predict_log_probs(model, loader, device=device, dtype=dtype).exp().double().numpy()
 
@@ -52,42 +53,56 @@ def probability_table(ids: list[str], probs: np.ndarray, classes: list[str]) -> 
     return table
 
 
-def predict_members(model, saved: dict, paths: list[Path], states: list[dict], **loader_args) -> np.ndarray:
-    """Mean probabilities of the model under each state dict in ``states`` (snapshot averaging)."""
-    total = 0.0
+def predict_views(model, saved: dict, paths: list[Path], states: list[dict], views: list[str],
+                  **loader_args) -> dict[str, np.ndarray]:
+    """{view: probabilities averaged over the model states} for every TTA view (five_crop gives five)."""
+    pre = saved["preprocessing"]
+    transforms = tta_transforms(views, pre["size"], pre["mean"], pre["std"], pre["crop_pct"])
+    out = {name: 0.0 for name in transforms}
     for state in states:
         model.load_state_dict(state)
-        total = total + predict_files(model, saved, paths, **loader_args)
-    return total / len(states)
+        for name, transform in transforms.items():
+            out[name] = out[name] + predict_files(model, saved, paths, transform=transform, **loader_args) / len(states)
+    return out
+
+
+def mean_probs(by_view: dict[str, np.ndarray]) -> np.ndarray:
+    """TTA: the mean of the views' probabilities (not logits)."""
+    return sum(by_view.values()) / len(by_view)
 
 
 def predict_fold(model_path: Path, folds: pd.DataFrame, fold: int, data_dir: Path, test_ids: list[str], *,
-                 device: torch.device, workers: int, batch_size: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                 device: torch.device, workers: int, batch_size: int,
+                 tta: tuple[str, ...] = ("original",)) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(out-of-fold table, test table, out-of-fold scores) of one fold's model.
 
-    With snapshots, the tables average the snapshots' probabilities, and the scores hold the out-of-fold log
-    loss with and without that averaging.
+    The tables average the model's snapshots (when it kept some) and the TTA views' probabilities. The scores
+    hold the out-of-fold log loss as written, without TTA (original view only), and of the final model alone
+    without TTA, so that each gain can be read off.
     """
     layout = Layout(Path(data_dir))
     model, saved = load_model(model_path, device)
     classes = list(saved["classes"])
     _, val = split(folds, fold)
     args = {"device": device, "workers": workers, "batch_size": batch_size}
-    val_paths = [layout.train_image(i) for i in val[ID]]
-    snapshots = [s["model"] for s in saved.get("snapshots") or []]
-    states = snapshots or [saved["model"]]
+    views = list(dict.fromkeys(["original", *tta]))  # the plain view is always computed, for the comparison
+    states = [s["model"] for s in saved.get("snapshots") or []] or [saved["model"]]
     labels = val[LABEL].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    final = predict_members(model, saved, val_paths, [saved["model"]], **args)
-    chosen = predict_members(model, saved, val_paths, snapshots, **args) if snapshots else final
+    val_paths = [layout.train_image(i) for i in val[ID]]
+    by_view = predict_views(model, saved, val_paths, states, views, **args)
+    chosen = mean_probs({v: by_view[v] for v in view_names(list(tta))})
+    final = predict_views(model, saved, val_paths, [saved["model"]], ["original"], **args)["original"]
     scores = {"log_loss": kaggle_log_loss(chosen, labels), "accuracy": accuracy(chosen, labels),
+              "log_loss_no_tta": kaggle_log_loss(by_view["original"], labels),
               "log_loss_final_model": kaggle_log_loss(final, labels), "n_members": len(states),
-              "snapshot_epochs": [s["epoch"] for s in saved.get("snapshots") or []]}
+              "tta_views": list(tta), "snapshot_epochs": [s["epoch"] for s in saved.get("snapshots") or []]}
     oof = probability_table(val[ID].tolist(), chosen, classes)
     oof.insert(1, LABEL, val[LABEL].to_numpy())
     oof.insert(2, FOLD, fold)
     test_paths = [layout.test_image(i) for i in test_ids]
-    test = probability_table(test_ids, predict_members(model, saved, test_paths, states, **args), classes)
-    log.info("fold %d: %d out-of-fold and %d test rows from %d member(s); out-of-fold log loss %.4f (final "
-             "model alone %.4f)", fold, len(oof), len(test), len(states), scores["log_loss"],
-             scores["log_loss_final_model"])
+    test = probability_table(test_ids, mean_probs(predict_views(model, saved, test_paths, states, list(tta),
+                                                                **args)), classes)
+    log.info("fold %d: %d out-of-fold and %d test rows, %d member(s), TTA %s; out-of-fold log loss %.4f "
+             "(no TTA %.4f, final model alone %.4f)", fold, len(oof), len(test), len(states), list(tta),
+             scores["log_loss"], scores["log_loss_no_tta"], scores["log_loss_final_model"])
     return oof, test, scores

@@ -29,7 +29,7 @@ from ensemble.device import resolve_precision
 from ensemble.finetune import freeze_backbone, param_groups
 from ensemble.gpus import current_slot
 from ensemble.hparams import TrainConfig
-from ensemble.loops import predict_log_probs, run_epoch
+from ensemble.loops import batch_mixer, predict_log_probs, run_epoch
 from ensemble.lr_finder import lr_range_test, suggest_lr
 from ensemble.models import build_model
 from ensemble.schedule import Cosine, cycle_bounds
@@ -131,8 +131,9 @@ class _FoldRun:
                                     self.resumed["snapshots"])
         self.model.to(device, memory_format=torch.channels_last)
         pre = self.pre
-        self.train_set = ImageFiles(data.train_paths, data.train_targets,
-                                    train_transform(pre["size"], pre["mean"], pre["std"]))
+        self.train_set = ImageFiles(data.train_paths, data.train_targets, train_transform(
+            pre["size"], pre["mean"], pre["std"], pre["crop_pct"], config.augment))
+        self.mixer = batch_mixer(config.mixup, config.cutmix, len(data.classes))
         val_set = ImageFiles(data.val_paths, data.val_targets,
                              eval_transform(pre["size"], pre["mean"], pre["std"], pre["crop_pct"]))
         self.val_loader = make_loader(val_set, batch_size=config.batch_size * 2, shuffle=False, workers=workers,
@@ -159,7 +160,8 @@ class _FoldRun:
                              generator=torch.Generator().manual_seed(seed))
         lrs = [g["lr"] for g in self.optimizer.param_groups]
         train_loss = run_epoch(self.model, loader, self.optimizer, self.schedule, self.scaler, device=self.device,
-                               dtype=self.dtype, frozen_backbone=self.phase == "head")
+                               dtype=self.dtype, frozen_backbone=self.phase == "head", mixer=self.mixer,
+                               label_smoothing=self.config.label_smoothing)
         val_loss, val_acc = _evaluate(self.model, self.val_loader, self.data.val_targets, device=self.device,
                                       dtype=self.dtype)
         return {"epoch": epoch + 1, "phase": self.phase, "train_loss": train_loss, "val_loss": val_loss,

@@ -79,6 +79,7 @@ rule predict:
         workers=config["train"]["workers"],
         deterministic=config["train"]["deterministic"],
         batch_size=config["predict"]["batch_size"],
+        tta=config["predict"]["tta"],
     threads: 4
     resources:
         gpu=gpus_per_job(),
@@ -88,6 +89,6 @@ rule predict:
         f"{LOGS}/predict/{{model}}/fold{{fold}}.log",
     shell:
         "python -m ensemble predict --data {params.data:q} --folds {input.folds:q} --fold {wildcards.fold}"
-        " --model {input.model:q} --batch-size {params.batch_size} --device {params.device}"
+        " --model {input.model:q} --batch-size {params.batch_size} --tta {params.tta:q} --device {params.device}"
         " --threads {threads} --workers {params.workers} --deterministic {params.deterministic}"
         " --out-oof {output.oof:q} --out-test {output.test:q} --out-scores {output.scores:q} > {log:q} 2>&1"
