@@ -350,6 +350,34 @@ def run_submit(a) -> None:
     write_csv(sub, a.out, float_format="%.10g")
 
 
+def add_predict_new(sub) -> None:
+    p = sub.add_parser("predict-new", help="a finished run's ensemble on a new folder of images (no training)")
+    p.add_argument("--run", type=Path, required=True, help="the run's results folder, e.g. results/demo")
+    p.add_argument("--images", type=Path, required=True, help="folder of <id>.jpg files")
+    p.add_argument("--sample", type=Path, help="sample_submission.csv: its ids, order and columns")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out-probs", type=Path, required=True)
+    p.add_argument("--out-submission", type=Path, required=True)
+    _add_runtime(p)
+
+
+def run_predict_new(a) -> None:
+    from ensemble.device import resolve_device
+    from ensemble.inference import image_ids, predict_new
+    from ensemble.submission import make_submission, validate_submission
+
+    _runtime(a)
+    probs, sub = predict_new(a.run, a.images, image_ids(a.images, a.sample), device=resolve_device(a.device),
+                             workers=a.workers, batch_size=a.batch_size)
+    if a.sample:
+        sample = _read_table(a.sample)
+        sub = make_submission(sub, sample)
+        validate_submission(sub, sample)
+    write_csv(probs, a.out_probs, float_format="%.8g")
+    write_csv(sub, a.out_submission, float_format="%.10g")
+    log.info("wrote %d rows to %s", len(sub), a.out_submission)
+
+
 def add_validate(sub) -> None:
     p = sub.add_parser("validate", help="check a submission file against sample_submission.csv")
     p.add_argument("submission", type=Path)
@@ -400,7 +428,7 @@ def run_provenance(a) -> None:
     write_json(versions(Path.cwd()), a.out_versions)
 
 
-VERBS = ["demo_data", "check_inputs", "folds", "lr_find", "train", "predict", "average", "blend", "postprocess", "plots", "submit", "validate", "score",
+VERBS = ["demo_data", "check_inputs", "folds", "lr_find", "train", "predict", "average", "blend", "postprocess", "plots", "submit", "predict_new", "validate", "score",
          "provenance"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,18 @@ def test_html_report_holds_the_plots_and_tables(run_dir, tmp_path):
     for name in ("training_curves.png", "reliability.png", "clip_sweep.png", "confusion.png", "table.csv"):
         assert name in html, name
         assert name == "table.csv" or (results(run_dir) / "plots" / name).exists()
+
+
+def test_predict_only_reproduces_the_runs_own_submission(run_dir, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "ensemble", "predict-new", "--run", f"results/{RUN}",
+                           "--images", "data/demo/test", "--sample", "data/demo/sample_submission.csv",
+                           "--device", "cpu", "--threads", "2", "--out-probs", str(tmp_path / "p.csv"),
+                           "--out-submission", str(tmp_path / "s.csv")], cwd=run_dir, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ours = pd.read_csv(tmp_path / "s.csv", dtype={"id": str})
+    theirs = pd.read_csv(results(run_dir) / "submission/submission.csv", dtype={"id": str})
+    assert ours["id"].tolist() == theirs["id"].tolist()
+    np.testing.assert_allclose(ours.iloc[:, 1:].to_numpy(), theirs.iloc[:, 1:].to_numpy(), atol=1e-6)
 
 
 def test_complete_run_has_nothing_to_do(run_dir):

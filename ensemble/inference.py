@@ -1,0 +1,70 @@
+"""Predict-only: a finished run's models, post-processing and blend applied to a new folder of images.
+
+Nothing is retrained or refitted: each fold's model (its snapshots and the run's TTA views), the per-fold
+temperatures, the blend weights, the fitted temperature and clip, and the fixed submission bounds are all
+read from ``results/{run}/``. On the run's own test folder this reproduces its submission.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from ensemble.blend import average_tables, class_columns
+from ensemble.finalize import _with_probs
+from ensemble.postprocess import Fitted, apply_temperature
+from ensemble.predict import load_model, mean_probs, predict_views, probability_table
+from ensemble.submission import clip_rows
+
+log = logging.getLogger(__name__)
+
+
+def image_ids(images: Path, sample: Path | None) -> list[str]:
+    """Ids to predict: the sample submission's rows, else every image file in ``images`` (sorted)."""
+    if sample is not None:
+        return pd.read_csv(sample, usecols=["id"], dtype=str)["id"].tolist()
+    ids = sorted(p.stem for p in images.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not ids:
+        raise ValueError(f"{images} holds no images to predict")
+    return ids
+
+
+def _fold_tables(run: Path, model: str, k: int, paths: list[Path], ids: list[str], tta: list[str],
+                 loader_args: dict) -> list[pd.DataFrame]:
+    tables = []
+    for fold in range(k):
+        net, saved = load_model(run / "train" / model / f"fold{fold}" / "model.pt", loader_args["device"])
+        states = [s["model"] for s in saved.get("snapshots") or []] or [saved["model"]]
+        probs = mean_probs(predict_views(net, saved, paths, states, tta, **loader_args))
+        tables.append(probability_table(ids, probs, list(saved["classes"])))
+        log.info("%s fold %d: %d images", model, fold, len(ids))
+    return tables
+
+
+def predict_new(run: Path, images: Path, ids: list[str], *, device: torch.device, workers: int,
+                batch_size: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(post-processed probabilities, submission after the run's fixed clip) for ``images/<id>.jpg``."""
+    config = yaml.safe_load((run / "provenance" / "config.yaml").read_text())
+    params = json.loads((run / "postprocess" / "params.json").read_text())
+    paths = [images / f"{i}.jpg" for i in ids]
+    loader_args = {"device": device, "workers": workers, "batch_size": batch_size}
+    per_model = []
+    for model in config["models"]:
+        tables = _fold_tables(run, model, config["folds"]["k"], paths, ids, config["predict"]["tta"], loader_args)
+        temps = params.get("fold_temperatures", {}).get(model)
+        if temps:
+            tables = [_with_probs(t, apply_temperature(t[class_columns(t)].to_numpy(), temp))
+                      for t, temp in zip(tables, temps)]
+        per_model.append(average_tables(tables))
+    blended = average_tables(per_model, params["weights"])
+    classes = class_columns(blended)
+    fitted = Fitted(params["temperature"], params["floor"], params["ceiling"])
+    probs = _with_probs(blended, fitted.apply(blended[classes].to_numpy()))
+    submission = _with_probs(probs, clip_rows(probs[classes].to_numpy(), config["clip"]["floor"],
+                                              config["clip"]["ceiling"]))
+    return probs, submission
