@@ -378,6 +378,20 @@ def run_predict_new(a) -> None:
     log.info("wrote %d rows to %s", len(sub), a.out_submission)
 
 
+def add_leaderboard(sub) -> None:
+    p = sub.add_parser("leaderboard", help="every run under results/ with its scores, best CV first")
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--out", type=Path, help="also write the table as CSV (default: RESULTS/leaderboard.csv)")
+
+
+def run_leaderboard(a) -> None:
+    from ensemble.leaderboard import leaderboard
+
+    table = leaderboard(a.results)
+    write_csv(table, a.out or a.results / "leaderboard.csv", float_format="%.5g")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}") if len(table) else "no finished runs")
+
+
 def add_validate(sub) -> None:
     p = sub.add_parser("validate", help="check a submission file against sample_submission.csv")
     p.add_argument("submission", type=Path)
@@ -428,7 +442,7 @@ def run_provenance(a) -> None:
     write_json(versions(Path.cwd()), a.out_versions)
 
 
-VERBS = ["demo_data", "check_inputs", "folds", "lr_find", "train", "predict", "average", "blend", "postprocess", "plots", "submit", "predict_new", "validate", "score",
+VERBS = ["demo_data", "check_inputs", "folds", "lr_find", "train", "predict", "average", "blend", "postprocess", "plots", "submit", "predict_new", "leaderboard", "validate", "score",
          "provenance"]
 
 

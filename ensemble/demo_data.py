@@ -50,14 +50,14 @@ _COMBOS = (
 MAX_CLASSES = len(_COMBOS)
 _SS = 4  # supersampling factor for anti-aliased drawing
 _SPLITS = {"train": 0, "test": 1}
-_NOISE = (2.0, 8.0)  # range of the pixel noise standard deviation
-_LIGHTNESS = ((15, 70), (175, 240), (95, 145))  # grey-level ranges of background, shape, texture
-_PERIOD = (5.5, 8.0)  # texture period, output px at 64 px
-_BLUR = 0.7  # max Gaussian blur radius, px
-_RING_HOLE = 0.55  # radius of a ring's hole, relative to its outer radius
-_SCALE = (0.35, 0.75)  # range of the object's diameter, relative to the image side
-_ROTATION = math.pi  # shapes are rotated by a uniform angle in [-_ROTATION, _ROTATION]
-_TINT = 60.0  # each colour is its grey level plus a uniform per-channel tint in [-_TINT, _TINT]
+_NOISE = (1.0, 5.0)  # range of the pixel noise standard deviation
+_LIGHTNESS = ((5, 40), (205, 250), (95, 130))  # grey-level bands: background, light, mid
+_PERIOD = (6.0, 9.0)  # texture period, output px at 64 px
+_BLUR = 0.5  # max Gaussian blur radius, px
+_RING_HOLE = 0.5  # radius of a ring's hole, relative to its outer radius
+_SCALE = (0.4, 0.75)  # range of the object's diameter, relative to the image side
+_ROTATION = math.pi / 6  # shapes are rotated by a uniform angle in [-_ROTATION, _ROTATION]
+_TINT = 30.0  # each colour is its grey level plus a uniform per-channel tint in [-_TINT, _TINT]
 
 
 def class_names(n_classes: int = 10) -> list[str]:
@@ -142,12 +142,17 @@ def _texture_mask(texture: str, n: int, rng: np.random.Generator) -> Image.Image
 
 
 def _colours(rng: np.random.Generator) -> list[tuple[int, int, int]]:
-    """Background, foreground and texture colours: random tints of fixed lightness bands, class-free."""
+    """Background, shape and texture colours: random tints of lightness bands, drawn class-free.
+
+    The background is dark; shape and texture take the light and the mid band in random order, so
+    a plain shape is as often mid as light and colour histograms do not reveal stripes.
+    """
     out = []
     for low, high in _LIGHTNESS:
         grey = rng.uniform(low, high)
         out.append(tuple(int(np.clip(round(grey + t), 0, 255)) for t in rng.uniform(-_TINT, _TINT, 3)))
-    return out
+    bg, light, mid = out
+    return [bg, light, mid] if rng.random() < 0.5 else [bg, mid, light]
 
 
 def _render(texture: str, shape: str, size: int, rng: np.random.Generator) -> Image.Image:

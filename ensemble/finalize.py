@@ -115,7 +115,8 @@ def finalize(models: list[ModelFolds], weights: list[float], *, method: str, sco
     oof, test, fitted = done[key]
     per_fold = key[1] == "per_fold"
     params = {"method": method, "scope": scope, "weights": weights, **fitted.as_dict(),
-              "fold_temperatures": combined[True][2] if per_fold else {}}
+              "fold_temperatures": combined[True][2] if per_fold else {}, "oof_log_loss_raw": rows[0]["oof_log_loss"],
+              "oof_log_loss": kaggle_log_loss(oof[class_columns(oof)].to_numpy(), labels_of(oof))}
     log.info("post-processing %s (%s): out-of-fold log loss %.4f -> %.4f", method, scope,
-             rows[0]["oof_log_loss"], kaggle_log_loss(oof[class_columns(oof)].to_numpy(), labels_of(oof)))
+             params["oof_log_loss_raw"], params["oof_log_loss"])
     return oof, test, params, pd.DataFrame(rows)

@@ -140,6 +140,21 @@ def test_predict_only_reproduces_the_runs_own_submission(run_dir, tmp_path):
     np.testing.assert_allclose(ours.iloc[:, 1:].to_numpy(), theirs.iloc[:, 1:].to_numpy(), atol=1e-6)
 
 
+def test_leaderboard_lists_the_run_with_its_scores(run_dir, tmp_path):
+    from ensemble.leaderboard import leaderboard
+
+    table = leaderboard(run_dir / "results")
+    row = table.set_index("run").loc[RUN]
+    blend = json.loads((results(run_dir) / "blend/scores.json").read_text())
+    assert row["cv_log_loss"] == pytest.approx(blend["overall"]["log_loss"])
+    assert row["k"] == 3 and row["models"] == "resnet18" and row["epochs"] == "2"
+    assert row["test_log_loss"] == pytest.approx(
+        json.loads((results(run_dir) / "score/scores.json").read_text())["submission"]["log_loss"])
+    post = pd.read_csv(results(run_dir) / "postprocess/table.csv").set_index("method")
+    assert row["cv_log_loss_postprocessed"] == pytest.approx(post.loc["temperature + clip (per fold)", "oof_log_loss"],
+                                                             rel=1e-5)  # the table is written to 6 digits
+
+
 def test_complete_run_has_nothing_to_do(run_dir):
     assert planned_jobs(run_dir) == {}
 
