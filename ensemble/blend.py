@@ -97,3 +97,18 @@ def oof_scores(oof: pd.DataFrame) -> dict:
     losses = [s["log_loss"] for s in per_fold.values()]
     return {"overall": score(oof), "per_fold": per_fold,
             "fold_log_loss_mean": float(np.mean(losses)), "fold_log_loss_std": float(np.std(losses))}
+
+
+def seed_gains(oofs: list[pd.DataFrame], groups: list[str]) -> dict:
+    """For each model with several seed members: the mean single-seed OOF log loss, the log loss of their
+    average, and the gain (positive: averaging seeds helped)."""
+    out = {}
+    for group in dict.fromkeys(groups):
+        tables = [t for t, g in zip(oofs, groups, strict=True) if g == group]
+        if len(tables) < 2:
+            continue
+        single = [oof_scores(t)["overall"]["log_loss"] for t in tables]
+        averaged = oof_scores(blend_models(tables, tables)[0])["overall"]["log_loss"]
+        out[group] = {"members": len(tables), "single_seed_log_loss_mean": float(np.mean(single)),
+                      "seed_average_log_loss": averaged, "gain": float(np.mean(single)) - averaged}
+    return out

@@ -253,6 +253,7 @@ def run_average(a) -> None:
 def add_blend(sub) -> None:
     p = sub.add_parser("blend", help="blend the models' averaged predictions (equal or fitted weights)")
     p.add_argument("--weights", choices=["equal", "fitted"], default="equal")
+    p.add_argument("--groups", nargs="+", help="the model each table belongs to (seed members share one)")
     p.add_argument("--oof", type=Path, nargs="+", required=True)
     p.add_argument("--test", type=Path, nargs="+", required=True)
     p.add_argument("--out-oof", type=Path, required=True)
@@ -261,14 +262,15 @@ def add_blend(sub) -> None:
 
 
 def run_blend(a) -> None:
-    from ensemble.blend import blend_models, fit_blend_weights, oof_scores
+    from ensemble.blend import blend_models, fit_blend_weights, oof_scores, seed_gains
 
     oofs = [_read_table(p) for p in a.oof]
     weights = fit_blend_weights(oofs) if a.weights == "fitted" else [1 / len(oofs)] * len(oofs)
     oof, test = blend_models(oofs, [_read_table(p) for p in a.test], weights)
     model_scores = {str(p): oof_scores(t)["overall"] for p, t in zip(a.oof, oofs)}
     scores = {"models": [str(p) for p in a.oof], "weights": weights, "weighting": a.weights,
-              "model_scores": model_scores, **oof_scores(oof)}
+              "model_scores": model_scores, "seed_averaging": seed_gains(oofs, a.groups or []),
+              **oof_scores(oof)}
     write_csv(oof, a.out_oof, float_format="%.8g")
     write_csv(test, a.out_test, float_format="%.8g")
     write_json(scores, a.out_scores)

@@ -17,6 +17,7 @@ import yaml
 
 from ensemble.blend import average_tables, class_columns
 from ensemble.finalize import _with_probs
+from ensemble.members import members
 from ensemble.postprocess import Fitted, apply_temperature
 from ensemble.predict import load_model, mean_probs, predict_views, probability_table
 from ensemble.submission import clip_rows
@@ -54,7 +55,8 @@ def predict_new(run: Path, images: Path, ids: list[str], *, device: torch.device
     paths = [images / f"{i}.jpg" for i in ids]
     loader_args = {"device": device, "workers": workers, "batch_size": batch_size}
     per_model = []
-    for model in config["models"]:
+    for member in members(config["models"], config["seed"]):
+        model = member.name
         tables = _fold_tables(run, model, config["folds"]["k"], paths, ids, config["predict"]["tta"], loader_args)
         temps = params.get("fold_temperatures", {}).get(model)
         if temps:

@@ -173,6 +173,18 @@ def test_several_models_train_every_model_and_fold(run_dir, tmp_path):
     assert {"blend", "postprocess", "submit"} <= set(plan)
 
 
+def test_several_seeds_are_members_with_their_own_folds(run_dir, tmp_path):
+    override = tmp_path / "seeds.yaml"
+    override.write_text(yaml.safe_dump({"models": {"r18": {"seeds": [0, 5]}}}))
+    done = snakemake(run_dir, "--dry-run", "--printshellcmds", "--configfile", str(run_dir / "config.yaml"),
+                     str(override))
+    assert done.returncode == 0, done.stderr
+    trained = set(re.findall(r"--seed (\d+) .*?--out-model results/tiny/train/(r18-seed\d)/fold\d/model.pt",
+                             done.stdout))
+    assert trained == {("0", "r18-seed0"), ("5", "r18-seed5")}
+    assert "--groups r18 r18" in done.stdout
+
+
 @pytest.mark.parametrize("change,expected", [
     ({"clip": {"floor": 0.01}}, {"submit", "score", "all"}),
     ({"models": {"r18": {"lr": "auto"}}},

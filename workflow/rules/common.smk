@@ -6,6 +6,7 @@ import shlex
 import yaml
 
 from ensemble.backbones import NAMES as BACKBONE_NAMES
+from ensemble.members import members
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
@@ -13,7 +14,8 @@ LOGS = f"logs/{RUN}"
 DATA = config["data"]["dir"]
 CONDA_ENV = "../../envs/ensemble.yaml"
 FOLDS = list(range(config["folds"]["k"]))
-MODELS = list(config["models"])
+MEMBERS = {m.name: m for m in members(config["models"], config["seed"])}
+MODELS = list(MEMBERS)  # the {model} wildcard: one per (model, seed)
 
 with open(workflow.source_path("../schemas/config.schema.yaml")) as _f:
     _MODEL_SCHEMA = yaml.safe_load(_f)["$defs"]["model"]["properties"]
@@ -26,8 +28,16 @@ wildcard_constraints:
 
 
 def model_config(name):
-    """A model's settings with the schema's defaults filled in."""
-    return {**MODEL_DEFAULTS, **config["models"][name]}
+    """A member's settings: its model's, with the schema's defaults filled in and the member's seed."""
+    member = MEMBERS[name]
+    settings = {**MODEL_DEFAULTS, **config["models"][member.model], "seed": member.seed}
+    settings.pop("seeds", None)
+    return settings
+
+
+def member_groups():
+    """The model each member belongs to, in MODELS order (the blend reports the gain of seed averaging)."""
+    return [MEMBERS[name].model for name in MODELS]
 
 
 def check_models():
@@ -63,7 +73,7 @@ check_clip()
 
 def train_flags(wildcards):
     """The model's hyperparameters as shell-quoted `python -m ensemble train` flags (a param: edits rerun)."""
-    settings = {**model_config(wildcards.model), "seed": config["seed"]}
+    settings = model_config(wildcards.model)
     flags = []
     for key, value in settings.items():
         if value is None or value == "auto" and key == "lr":  # library default / the LR finder's rate

@@ -32,10 +32,12 @@ rule blend:
         CONDA_ENV
     params:
         weights=config["blend"]["weights"],
+        groups=member_groups(),
     log:
         f"{LOGS}/blend.log",
     shell:
-        "python -m ensemble blend --weights {params.weights} --oof {input.oof:q} --test {input.test:q}"
+        "python -m ensemble blend --weights {params.weights} --groups {params.groups:q} --oof {input.oof:q}"
+        " --test {input.test:q}"
         " --out-oof {output.oof:q}"
         " --out-test {output.test:q} --out-scores {output.scores:q} > {log:q} 2>&1"
 
