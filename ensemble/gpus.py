@@ -46,8 +46,15 @@ def visible_gpus(environ: Mapping[str, str] = os.environ) -> list[str]:
 
 
 def lock_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    """The node-local folder of the lock files (``ENSEMBLE_GPU_LOCK_DIR``, else /tmp/ensemble-gpu-locks)."""
-    return Path(environ.get(LOCK_DIR) or DEFAULT_LOCK_DIR)
+    """The node-local folder of the lock files (``ENSEMBLE_GPU_LOCK_DIR``, else /tmp/ensemble-gpu-locks).
+
+    Inside a SLURM job, a subfolder of its own: SLURM has given the job its GPUs already and, with
+    ConstrainDevices, every job numbers its GPUs from 0, so jobs of different allocations on one node must not
+    wait on each other's "GPU 0". Jobs that share one allocation (a local run inside salloc) share the folder.
+    """
+    folder = Path(environ.get(LOCK_DIR) or DEFAULT_LOCK_DIR)
+    job = environ.get("SLURM_JOB_ID")
+    return folder / f"slurm-{job}" if job else folder
 
 
 @contextlib.contextmanager

@@ -93,3 +93,10 @@ def test_six_folds_on_two_fake_gpus_never_share_one(tmp_path):
             assert end <= start, f"{a} and {b} held GPU {slot} at once"
     recorded = {json.loads((tmp_path / t).read_text())["gpu_slot"] for t in targets}
     assert recorded == {"0", "1"}
+
+
+def test_each_slurm_job_gets_a_lock_folder_of_its_own(tmp_path):
+    from ensemble.gpus import lock_dir
+
+    assert lock_dir({"ENSEMBLE_GPU_LOCK_DIR": str(tmp_path)}) == tmp_path
+    assert lock_dir({"ENSEMBLE_GPU_LOCK_DIR": str(tmp_path), "SLURM_JOB_ID": "77"}) == tmp_path / "slurm-77"

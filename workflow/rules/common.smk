@@ -1,6 +1,7 @@
 # Helpers shared by the rules: run paths, per-model training flags, resources. No logic beyond lookup.
 import json
 import os
+import posixpath
 import shlex
 
 import yaml
@@ -71,6 +72,17 @@ check_models()
 check_clip()
 
 
+def unflagged(path):
+    """rules.x.output.y as a plain pattern for expand(). Under a default storage provider (the Kubernetes
+    profile) it carries a storage flag that expand() refuses (snakemake/snakemake#3027); the plain path gets
+    the provider again where it is used as an input."""
+    stored = getattr(path, "flags", {}).get("storage_object")
+    if stored is None:
+        return path
+    prefix = workflow.storage_settings.default_storage_prefix or ""
+    return stored.query.removeprefix(prefix).lstrip(posixpath.sep)
+
+
 def train_flags(wildcards):
     """The model's hyperparameters as shell-quoted `python -m ensemble train` flags (a param: edits rerun)."""
     settings = model_config(wildcards.model)
@@ -87,7 +99,7 @@ def lr_finder_result(wildcards):
     """Input function: the LR finder's suggestion for a model whose lr is `auto`, else nothing."""
     if model_config(wildcards.model)["lr"] != "auto":
         return []
-    return expand(rules.lr_find.output.suggestion, model=wildcards.model)
+    return expand(unflagged(rules.lr_find.output.suggestion), model=wildcards.model)
 
 
 def lr_from_flag(wildcards, input):
@@ -98,7 +110,7 @@ def lr_from_flag(wildcards, input):
 def lr_find_outputs():
     """The LR finder's plots of the models with `lr: auto` (others: run its target by hand)."""
     auto = [m for m in MODELS if model_config(m)["lr"] == "auto"]
-    return expand(rules.lr_find.output.plot, model=auto)
+    return expand(unflagged(rules.lr_find.output.plot), model=auto)
 
 
 def data_dir(wildcards, input):
@@ -120,7 +132,7 @@ def fold_predictions(kind):
     """Input function: one model's per-fold prediction tables of `kind` (oof, test or scores)."""
 
     def tables(wildcards):
-        return expand(getattr(rules.predict.output, kind), model=wildcards.model, fold=FOLDS)
+        return expand(unflagged(getattr(rules.predict.output, kind)), model=wildcards.model, fold=FOLDS)
 
     return tables
 

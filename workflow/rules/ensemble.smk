@@ -22,8 +22,8 @@ rule average:
 
 rule blend:
     input:
-        oof=expand(rules.average.output.oof, model=MODELS),
-        test=expand(rules.average.output.test, model=MODELS),
+        oof=expand(unflagged(rules.average.output.oof), model=MODELS),
+        test=expand(unflagged(rules.average.output.test), model=MODELS),
     output:
         oof=f"{RESULTS}/blend/oof.csv",
         test=f"{RESULTS}/blend/test.csv",
@@ -44,8 +44,8 @@ rule blend:
 
 rule postprocess:
     input:
-        oof=expand(rules.predict.output.oof, model=MODELS, fold=FOLDS),
-        test=expand(rules.predict.output.test, model=MODELS, fold=FOLDS),
+        oof=expand(unflagged(rules.predict.output.oof), model=MODELS, fold=FOLDS),
+        test=expand(unflagged(rules.predict.output.test), model=MODELS, fold=FOLDS),
         blend=rules.blend.output.scores,
         answers=config["data"]["answers"] or [],
     output:
@@ -71,7 +71,7 @@ rule postprocess:
 
 rule plots:
     input:
-        histories=expand(rules.train.output.history, model=MODELS, fold=FOLDS),
+        histories=expand(unflagged(rules.train.output.history), model=MODELS, fold=FOLDS),
         raw=rules.blend.output.oof,
         post=rules.postprocess.output.oof,
     output:
@@ -119,7 +119,7 @@ rule score:
     input:
         submission=rules.submit.output.submission,
         answers=config["data"]["answers"] or [],
-        members=expand(rules.predict.output.test, model=MODELS, fold=FOLDS),
+        members=expand(unflagged(rules.predict.output.test), model=MODELS, fold=FOLDS),
     output:
         scores=f"{RESULTS}/score/scores.json",
     conda:
