@@ -444,8 +444,8 @@ def run_provenance(a) -> None:
     write_json(versions(Path.cwd()), a.out_versions)
 
 
-VERBS = ["demo_data", "check_inputs", "folds", "lr_find", "train", "predict", "average", "blend", "postprocess", "plots", "submit", "predict_new", "leaderboard", "validate", "score",
-         "provenance"]
+VERBS = ["demo_data", "check_inputs", "folds", "lr_find", "train", "predict", "average", "blend", "postprocess",
+         "plots", "submit", "predict_new", "leaderboard", "validate", "score", "provenance"]
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ensemble.blend import average_tables, blend_models, class_columns, gather_oof, labels_of
 from ensemble.metrics import kaggle_log_loss
-from ensemble.postprocess import Fitted, apply_temperature, clip_renormalise, fit, fit_temperature
+from ensemble.postprocess import apply_temperature, clip_renormalise, fit, fit_temperature
 from ensemble.scoring import score_table
 
 log = logging.getLogger(__name__)

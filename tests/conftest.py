@@ -8,7 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
+
+from ensemble.folds import assign_folds, split
+from ensemble.layout import Layout
+from ensemble.train import FoldData
 
 REPO = Path(__file__).resolve().parents[1]
 DOGS10 = REPO.parent / "shared" / "data" / "dogs10"
@@ -43,3 +48,17 @@ def tiny_dataset(tmp_path) -> Path:
     root = tmp_path / "data"
     write_kaggle_dataset(root, ["beagle", "dingo", "samoyed"], per_class=6, n_test=4)
     return root
+
+
+@pytest.fixture
+def fold_data(tiny_dataset):
+    """Fold 0 of the tiny data set (k=3), ready for ensemble.train.train_fold; torch on one thread."""
+    torch.set_num_threads(1)  # bitwise-reproducible CPU kernels
+    layout = Layout(tiny_dataset)
+    classes = ["beagle", "dingo", "samoyed"]
+    folds = assign_folds(pd.read_csv(layout.labels_csv, dtype=str), k=3, seed=0)
+    train, val = split(folds, 0)
+    index = {c: i for i, c in enumerate(classes)}
+    return FoldData(classes, train["id"].tolist(), [layout.train_image(i) for i in train["id"]],
+                    train["breed"].map(index).tolist(), [layout.train_image(i) for i in val["id"]],
+                    val["breed"].map(index).tolist())

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from test_train import CONFIG, _train
 from torch.utils.data import DataLoader, TensorDataset
-from torchvision.transforms import v2
 
 from ensemble.folds import assign_folds
 from ensemble.hparams import TrainConfig
@@ -16,7 +16,6 @@ from ensemble.models import build_model
 from ensemble.predict import load_model, predict_files, predict_fold
 from ensemble.schedule import Cosine
 from ensemble.transforms import PRESETS, eval_transform, train_transform, tta_transforms, view_names
-from test_train import CONFIG, _train, fold_data  # noqa: F401
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -69,7 +68,8 @@ def test_tta_averages_probabilities_of_the_views(fold_data, tiny_dataset, tmp_pa
     pre = saved["preprocessing"]
     views = tta_transforms(["original", "hflip"], pre["size"], pre["mean"], pre["std"], pre["crop_pct"])
     files = [tiny_dataset / "test" / f"{i}.jpg" for i in test_ids]
-    each = [predict_files(model, saved, files, device=cpu, workers=0, batch_size=8, transform=t) for t in views.values()]
+    each = [predict_files(model, saved, files, device=cpu, workers=0, batch_size=8, transform=t)
+            for t in views.values()]
     np.testing.assert_allclose(test.iloc[:, 1:].to_numpy(), (each[0] + each[1]) / 2, rtol=1e-6)
     assert {"log_loss", "log_loss_no_tta"} <= set(scores) and scores["tta_views"] == ["original", "hflip"]
 

@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
 from conftest import REPO
+
 from ensemble.submission import validate_submission
 
 PROFILES = REPO / "workflow" / "profiles"

@@ -3,7 +3,6 @@ leaves the finished ones alone, and no shell command can be injected through a c
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -15,8 +14,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
 from conftest import REPO, write_kaggle_dataset
+
 from ensemble.folds import assign_folds
 
 

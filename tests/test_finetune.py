@@ -2,12 +2,12 @@ import pandas as pd
 import pytest
 import torch
 import torchvision
+from test_train import CONFIG, Killed, _kill_after_first_checkpoint, _train
 
 from ensemble.finetune import param_groups, set_train_mode
 from ensemble.hparams import TrainConfig
 from ensemble.models import build_model
 from ensemble.schedule import Cosine
-from test_train import CONFIG, Killed, _kill_after_first_checkpoint, _train, fold_data  # noqa: F401
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, write_kaggle_dataset
+
 from ensemble.gpus import gpu_slot, pinned_gpu, visible_gpus
 
 

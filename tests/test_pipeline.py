@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
 from conftest import REPO
+
 from ensemble.submission import clip_rows, validate_submission
 
 RUN = "tiny"

@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_train import CONFIG, _train
 
 import ensemble.train as train_module
 from ensemble.folds import assign_folds
 from ensemble.hparams import TrainConfig
 from ensemble.predict import load_model, predict_files, predict_fold
 from ensemble.train import should_stop
-from test_train import CONFIG, _train, fold_data  # noqa: F401
 
 
 def _history(losses):

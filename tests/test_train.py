@@ -5,26 +5,11 @@ import pytest
 import torch
 
 import ensemble.train as train_module
-from ensemble.folds import assign_folds, split
 from ensemble.hparams import TrainConfig
-from ensemble.layout import Layout
-from ensemble.train import FoldData, train_fold
+from ensemble.train import train_fold
 
 CONFIG = TrainConfig(backbone="resnet18", hidden=(8,), image_size=24, epochs=2, batch_size=4, lr=0.05,
                      precision="fp32", seed=3)
-
-
-@pytest.fixture
-def fold_data(tiny_dataset):
-    torch.set_num_threads(1)  # bitwise-reproducible CPU kernels
-    layout = Layout(tiny_dataset)
-    classes = ["beagle", "dingo", "samoyed"]
-    folds = assign_folds(pd.read_csv(layout.labels_csv, dtype=str), k=3, seed=0)
-    train, val = split(folds, 0)
-    index = {c: i for i, c in enumerate(classes)}
-    return FoldData(classes, train["id"].tolist(), [layout.train_image(i) for i in train["id"]],
-                    train["breed"].map(index).tolist(), [layout.train_image(i) for i in val["id"]],
-                    val["breed"].map(index).tolist())
 
 
 def _train(fold_data, out, config=CONFIG):
