@@ -26,6 +26,7 @@ CONFIG = {
     "models": {"r18": {"backbone": "resnet18", "hidden": [16], "image_size": 32, "epochs": 2, "batch_size": 16}},
     "train": {"device": "cpu"},
     "clip": {"floor": 0.001, "ceiling": 0.999},
+    "postprocess": {"method": "both", "scope": "per_fold"},
 }
 
 
