@@ -135,11 +135,16 @@ def _fold_data(data_dir: Path, folds_csv: Path, fold: int):
                     val[LABEL].map(index).tolist())
 
 
-def add_train(sub) -> None:
-    p = sub.add_parser("train", help="train one model on one fold (resumes from its checkpoint)")
+def _add_fold(p, fold_default: int | None = None) -> None:
+    """The data folder, the folds table and the fold a torch job works on."""
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--folds", type=Path, required=True)
-    p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--fold", type=int, required=fold_default is None, default=fold_default)
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train one model on one fold (resumes from its checkpoint)")
+    _add_fold(p)
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--out-model", type=Path, required=True)
     p.add_argument("--out-history", type=Path, required=True)
@@ -160,9 +165,7 @@ def run_train(a) -> None:
 
 def add_lr_find(sub) -> None:
     p = sub.add_parser("lr-find", help="LR range test on one fold's training images; suggests a base rate")
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--folds", type=Path, required=True)
-    p.add_argument("--fold", type=int, default=0)
+    _add_fold(p, fold_default=0)
     p.add_argument("--num-steps", type=int, default=100)
     p.add_argument("--out-table", type=Path, required=True)
     p.add_argument("--out-plot", type=Path, required=True)
@@ -190,9 +193,7 @@ def run_lr_find(a) -> None:
 
 def add_predict(sub) -> None:
     p = sub.add_parser("predict", help="out-of-fold and test probabilities of one fold's model")
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--folds", type=Path, required=True)
-    p.add_argument("--fold", type=int, required=True)
+    _add_fold(p)
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--tta", nargs="+", default=["original"],

@@ -91,7 +91,9 @@ def predict_fold(model_path: Path, folds: pd.DataFrame, fold: int, data_dir: Pat
     val_paths = [layout.train_image(i) for i in val[ID]]
     by_view = predict_views(model, saved, val_paths, states, views, **args)
     chosen = mean_probs({v: by_view[v] for v in view_names(list(tta))})
-    final = predict_views(model, saved, val_paths, [saved["model"]], ["original"], **args)["original"]
+    snapshots = bool(saved.get("snapshots"))  # without them, the final model's plain view is computed already
+    final = (predict_views(model, saved, val_paths, [saved["model"]], ["original"], **args)["original"]
+             if snapshots else by_view["original"])
     scores = {"log_loss": kaggle_log_loss(chosen, labels), "accuracy": accuracy(chosen, labels),
               "log_loss_no_tta": kaggle_log_loss(by_view["original"], labels),
               "log_loss_final_model": kaggle_log_loss(final, labels), "n_members": len(states),
