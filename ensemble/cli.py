@@ -121,7 +121,8 @@ def _train_config(a):
     return TrainConfig(**values)
 
 
-def _fold_data(data_dir: Path, folds_csv: Path, fold: int):
+def _fold_data(data_dir: Path, folds_csv: Path, fold: int | None):
+    """One fold's training and validation images; ``fold`` None: every labelled image, no validation set."""
     from ensemble.folds import split
     from ensemble.layout import ID, LABEL, Layout, read_classes
     from ensemble.train import FoldData
@@ -129,22 +130,26 @@ def _fold_data(data_dir: Path, folds_csv: Path, fold: int):
     layout = Layout(data_dir)
     classes = read_classes(layout.sample_submission_csv)
     index = {c: i for i, c in enumerate(classes)}
-    train, val = split(pd.read_csv(folds_csv, dtype={ID: str, LABEL: str}), fold)
+    table = pd.read_csv(folds_csv, dtype={ID: str, LABEL: str})
+    train, val = split(table, fold) if fold is not None else (table, table.iloc[:0])
     return FoldData(classes, train[ID].tolist(), [layout.train_image(i) for i in train[ID]],
                     train[LABEL].map(index).tolist(), [layout.train_image(i) for i in val[ID]],
                     val[LABEL].map(index).tolist())
 
 
-def _add_fold(p, fold_default: int | None = None) -> None:
-    """The data folder, the folds table and the fold a torch job works on."""
+def _add_fold(p, fold_default: int | None = None, full: bool = False) -> None:
+    """The data folder, the folds table and the fold a torch job works on (or, with ``full``, all of them)."""
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--folds", type=Path, required=True)
-    p.add_argument("--fold", type=int, required=fold_default is None, default=fold_default)
+    group = p.add_mutually_exclusive_group(required=fold_default is None)
+    group.add_argument("--fold", type=int, default=fold_default)
+    if full:
+        group.add_argument("--full", action="store_true", help="every labelled image, no validation set (refit)")
 
 
 def add_train(sub) -> None:
-    p = sub.add_parser("train", help="train one model on one fold (resumes from its checkpoint)")
-    _add_fold(p)
+    p = sub.add_parser("train", help="train one model on one fold, or on all (resumes from its checkpoint)")
+    _add_fold(p, full=True)
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--out-model", type=Path, required=True)
     p.add_argument("--out-history", type=Path, required=True)
@@ -158,8 +163,8 @@ def run_train(a) -> None:
     from ensemble.train import train_fold
 
     _runtime(a)
-    train_fold(_fold_data(a.data, a.folds, a.fold), _train_config(a), device=resolve_device(a.device),
-               workers=a.workers, checkpoint_path=a.checkpoint, model_path=a.out_model,
+    train_fold(_fold_data(a.data, a.folds, None if a.full else a.fold), _train_config(a),
+               device=resolve_device(a.device), workers=a.workers, checkpoint_path=a.checkpoint, model_path=a.out_model,
                history_path=a.out_history, metrics_path=a.out_metrics)
 
 
@@ -220,6 +225,28 @@ def run_predict(a) -> None:
     write_json({**scores, "gpu_slot": current_slot()}, a.out_scores)
 
 
+def add_predict_test(sub) -> None:
+    p = sub.add_parser("predict-test", help="test probabilities of one model (the full-data refit)")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--tta", nargs="+", default=["original"], help="test-time augmentation views, as predict")
+    p.add_argument("--out-test", type=Path, required=True)
+    _add_runtime(p)
+
+
+def run_predict_test(a) -> None:
+    from ensemble.device import resolve_device
+    from ensemble.layout import Layout, read_sample_ids
+    from ensemble.predict import predict_test
+
+    _runtime(a)
+    test = predict_test(a.model, a.data, read_sample_ids(Layout(a.data).sample_submission_csv),
+                        device=resolve_device(a.device), workers=a.workers, batch_size=a.batch_size,
+                        tta=tuple(a.tta))
+    write_csv(test, a.out_test, float_format="%.8g")
+
+
 def _read_table(path: Path) -> pd.DataFrame:
     from ensemble.layout import ID, LABEL
 
@@ -231,6 +258,7 @@ def add_average(sub) -> None:
     p.add_argument("--oof", type=Path, nargs="+", required=True)
     p.add_argument("--test", type=Path, nargs="+", required=True)
     p.add_argument("--fold-scores", type=Path, nargs="+", required=True, help="each fold's predict scores")
+    p.add_argument("--refit-test", type=Path, help="a full-data refit's test table: one more test member")
     p.add_argument("--out-oof", type=Path, required=True)
     p.add_argument("--out-test", type=Path, required=True)
     p.add_argument("--out-scores", type=Path, required=True)
@@ -243,9 +271,10 @@ def run_average(a) -> None:
     folds = [json.loads(p.read_text()) for p in a.fold_scores]
     scores = {**oof_scores(oof), "fold_log_loss_final_model_mean":
               sum(f["log_loss_final_model"] for f in folds) / len(folds),
-              "snapshot_members": [f["n_members"] for f in folds]}
+              "snapshot_members": [f["n_members"] for f in folds], "refit": a.refit_test is not None}
     write_csv(oof, a.out_oof, float_format="%.8g")
-    write_csv(average_tables([_read_table(p) for p in a.test]), a.out_test, float_format="%.8g")
+    tests = [_read_table(p) for p in [*a.test, *([a.refit_test] if a.refit_test else [])]]
+    write_csv(average_tables(tests), a.out_test, float_format="%.8g")
     write_json(scores, a.out_scores)
     log.info("out-of-fold log loss %.4f (folds %.4f +- %.4f), accuracy %.3f", scores["overall"]["log_loss"],
              scores["fold_log_loss_mean"], scores["fold_log_loss_std"], scores["overall"]["accuracy"])
@@ -284,6 +313,8 @@ def add_postprocess(sub) -> None:
     p.add_argument("--oof", type=Path, nargs="+", required=True, help="per-fold OOF tables, model by model")
     p.add_argument("--test", type=Path, nargs="+", required=True, help="per-fold test tables, model by model")
     p.add_argument("--blend-scores", type=Path, required=True, help="the blend's scores.json (its weights)")
+    p.add_argument("--refit-models", nargs="*", default=[], help="the models that have a full-data refit")
+    p.add_argument("--refit-test", type=Path, nargs="*", default=[], help="their refits' test tables, in order")
     p.add_argument("--method", choices=["none", "clip", "temperature", "both"], required=True)
     p.add_argument("--scope", choices=["ensemble", "per_fold"], required=True)
     p.add_argument("--answers", type=Path, help="optional answer key: adds test log loss to the table")
@@ -299,9 +330,13 @@ def run_postprocess(a) -> None:
 
     if len(a.oof) != len(a.test) or len(a.oof) % len(a.models):
         raise ValueError("--oof and --test need the same number of tables, k per model")
+    if len(a.refit_models) != len(a.refit_test) or not set(a.refit_models) <= set(a.models):
+        raise ValueError("--refit-models and --refit-test need one table per model, each one of --models")
     k = len(a.oof) // len(a.models)
+    refits = {m: _read_table(p) for m, p in zip(a.refit_models, a.refit_test)}
     models = [ModelFolds(m, [_read_table(p) for p in a.oof[i * k:(i + 1) * k]],
-                         [_read_table(p) for p in a.test[i * k:(i + 1) * k]]) for i, m in enumerate(a.models)]
+                         [_read_table(p) for p in a.test[i * k:(i + 1) * k]], refits.get(m))
+              for i, m in enumerate(a.models)]
     weights = json.loads(a.blend_scores.read_text())["weights"]
     oof, test, params, table = finalize(models, weights, method=a.method, scope=a.scope,
                                         answers=read_labels(a.answers) if a.answers else None)
@@ -445,8 +480,8 @@ def run_provenance(a) -> None:
     write_json(versions(Path.cwd()), a.out_versions)
 
 
-VERBS = ["demo_data", "check_inputs", "folds", "lr_find", "train", "predict", "average", "blend", "postprocess",
-         "plots", "submit", "predict_new", "leaderboard", "validate", "score", "provenance"]
+VERBS = ["demo_data", "check_inputs", "folds", "lr_find", "train", "predict", "predict_test", "average", "blend",
+         "postprocess", "plots", "submit", "predict_new", "leaderboard", "validate", "score", "provenance"]
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -21,11 +21,12 @@ SCOPES = ("ensemble", "per_fold")
 
 @dataclass
 class ModelFolds:
-    """One model's per-fold out-of-fold and test tables."""
+    """One model's per-fold out-of-fold and test tables, and the test table of its full-data refit if any."""
 
     name: str
     oofs: list[pd.DataFrame]
     tests: list[pd.DataFrame]
+    refit_test: pd.DataFrame | None = None
 
 
 def _with_probs(table: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
@@ -38,17 +39,22 @@ def combine(models: list[ModelFolds], weights: list[float], per_fold_temperature
     """(OOF table, test table, fold temperatures): folds averaged per model, then models blended.
 
     With ``per_fold_temperature`` each fold's test predictions are softened by the temperature fitted on that
-    fold's own OOF rows before averaging (its OOF rows too, so that later fits see what test will see).
+    fold's own OOF rows before averaging (its OOF rows too, so that later fits see what test will see). A
+    full-data refit joins the test average as one more member; having no OOF rows of its own, it takes the
+    geometric mean of its model's fold temperatures.
     """
     oofs, tests, temperatures = [], [], {}
     for model in models:
-        fold_oofs, fold_tests = model.oofs, model.tests
+        fold_oofs = model.oofs
+        fold_tests = model.tests + ([model.refit_test] if model.refit_test is not None else [])
         if per_fold_temperature:
             ts = [fit_temperature(o[class_columns(o)].to_numpy(), labels_of(o)) for o in fold_oofs]
             fold_oofs = [_with_probs(o, apply_temperature(o[class_columns(o)].to_numpy(), t))
                          for o, t in zip(fold_oofs, ts)]
+            if model.refit_test is not None:
+                ts = [*ts, float(np.exp(np.mean(np.log(ts))))]
             fold_tests = [_with_probs(x, apply_temperature(x[class_columns(x)].to_numpy(), t))
-                          for x, t in zip(fold_tests, ts)]
+                          for x, t in zip(fold_tests, ts, strict=True)]
             temperatures[model.name] = ts
         oofs.append(gather_oof(fold_oofs))
         tests.append(average_tables(fold_tests))

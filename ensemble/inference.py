@@ -1,6 +1,7 @@
 """Predict-only: a finished run's models, post-processing and blend applied to a new folder of images.
 
-Nothing is retrained or refitted: each fold's model (its snapshots and the run's TTA views), the per-fold
+Nothing is retrained or refitted: each fold's model and any full-data refit (their snapshots and the run's TTA
+views), the per-fold
 temperatures, the blend weights, the fitted temperature and clip, and the fixed submission bounds are all
 read from ``results/{run}/``. On the run's own test folder this reproduces its submission.
 """
@@ -35,15 +36,16 @@ def image_ids(images: Path, sample: Path | None) -> list[str]:
     return ids
 
 
-def _fold_tables(run: Path, model: str, k: int, paths: list[Path], ids: list[str], tta: list[str],
+def _fold_tables(run: Path, model: str, parts: list[str], paths: list[Path], ids: list[str], tta: list[str],
                  loader_args: dict) -> list[pd.DataFrame]:
+    """One table per trained part of a model: fold0 .. fold{k-1}, and ``full`` for a refit."""
     tables = []
-    for fold in range(k):
-        net, saved = load_model(run / "train" / model / f"fold{fold}" / "model.pt", loader_args["device"])
+    for part in parts:
+        net, saved = load_model(run / "train" / model / part / "model.pt", loader_args["device"])
         states = [s["model"] for s in saved.get("snapshots") or []] or [saved["model"]]
         probs = mean_probs(predict_views(net, saved, paths, states, tta, **loader_args))
         tables.append(probability_table(ids, probs, list(saved["classes"])))
-        log.info("%s fold %d: %d images", model, fold, len(ids))
+        log.info("%s %s: %d images", model, part, len(ids))
     return tables
 
 
@@ -57,7 +59,9 @@ def predict_new(run: Path, images: Path, ids: list[str], *, device: torch.device
     per_model = []
     for member in members(config["models"], config["seed"]):
         model = member.name
-        tables = _fold_tables(run, model, config["folds"]["k"], paths, ids, config["predict"]["tta"], loader_args)
+        parts = [f"fold{k}" for k in range(config["folds"]["k"])]
+        parts += ["full"] if config["models"][member.model].get("refit") else []
+        tables = _fold_tables(run, model, parts, paths, ids, config["predict"]["tta"], loader_args)
         temps = params.get("fold_temperatures", {}).get(model)
         if temps:
             tables = [_with_probs(t, apply_temperature(t[class_columns(t)].to_numpy(), temp))

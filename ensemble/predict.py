@@ -71,6 +71,23 @@ def mean_probs(by_view: dict[str, np.ndarray]) -> np.ndarray:
     return sum(by_view.values()) / len(by_view)
 
 
+def _test_table(model, saved: dict, layout: Layout, test_ids: list[str], states: list[dict], tta, args: dict):
+    paths = [layout.test_image(i) for i in test_ids]
+    probs = mean_probs(predict_views(model, saved, paths, states, list(tta), **args))
+    return probability_table(test_ids, probs, list(saved["classes"]))
+
+
+def predict_test(model_path: Path, data_dir: Path, test_ids: list[str], *, device: torch.device, workers: int,
+                 batch_size: int, tta: tuple[str, ...] = ("original",)) -> pd.DataFrame:
+    """Test table of one model with no out-of-fold rows (the full-data refit): snapshots and TTA averaged."""
+    model, saved = load_model(model_path, device)
+    states = [s["model"] for s in saved.get("snapshots") or []] or [saved["model"]]
+    test = _test_table(model, saved, Layout(Path(data_dir)), test_ids, states, tta,
+                       {"device": device, "workers": workers, "batch_size": batch_size})
+    log.info("%d test rows, %d member(s), TTA %s", len(test), len(states), list(tta))
+    return test
+
+
 def predict_fold(model_path: Path, folds: pd.DataFrame, fold: int, data_dir: Path, test_ids: list[str], *,
                  device: torch.device, workers: int, batch_size: int,
                  tta: tuple[str, ...] = ("original",)) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -101,9 +118,7 @@ def predict_fold(model_path: Path, folds: pd.DataFrame, fold: int, data_dir: Pat
     oof = probability_table(val[ID].tolist(), chosen, classes)
     oof.insert(1, LABEL, val[LABEL].to_numpy())
     oof.insert(2, FOLD, fold)
-    test_paths = [layout.test_image(i) for i in test_ids]
-    test = probability_table(test_ids, mean_probs(predict_views(model, saved, test_paths, states, list(tta),
-                                                                **args)), classes)
+    test = _test_table(model, saved, layout, test_ids, states, tta, args)
     log.info("fold %d: %d out-of-fold and %d test rows, %d member(s), TTA %s; out-of-fold log loss %.4f "
              "(no TTA %.4f, final model alone %.4f)", fold, len(oof), len(test), len(states), list(tta),
              scores["log_loss"], scores["log_loss_no_tta"], scores["log_loss_final_model"])

@@ -93,6 +93,8 @@ def _make_optimizer(model, config: TrainConfig, phase: str, steps_per_epoch: int
 
 
 def _evaluate(model, loader, targets: list[int], *, device, dtype) -> tuple[float, float]:
+    if not targets:  # a full-data refit has no validation set
+        return float("nan"), float("nan")
     logp = predict_log_probs(model, loader, device=device, dtype=dtype)
     y = torch.tensor(targets)
     return F.nll_loss(logp, y).item(), (logp.argmax(1) == y).float().mean().item()
@@ -191,6 +193,9 @@ def train_fold(data: FoldData, config: TrainConfig, *, device: torch.device, wor
     """Train (or resume) one fold's model and write its model file, history table and metrics."""
     if config.total_epochs < 1:
         raise ValueError("head_epochs + epochs must be at least 1")
+    if not data.val_paths and (config.keep == "best" or config.patience > 0):
+        raise ValueError("training on every labelled image (refit) has no validation set to choose an epoch "
+                         "by: use keep: last and patience: 0 for a model with refit: true")
     started = time.perf_counter()
     run = _FoldRun(data, config, device, workers, checkpoint_path)
     stopped = should_stop(config, run.state.history)
@@ -230,7 +235,9 @@ def _finish(run: _FoldRun, started: float, paths: dict[str, Path]) -> dict:
     torch_save({"model": weights, "config": asdict(config), "classes": run.data.classes,
                 "preprocessing": run.pre, "epoch": kept["epoch"], "snapshots": state.snapshots}, paths["model"])
     write_csv(pd.DataFrame(state.history), paths["history"])
-    metrics = {"val_log_loss": kept["val_loss"], "val_accuracy": kept["val_accuracy"],
+    finite = lambda v: v if v == v else None  # noqa: E731 (NaN, a refit's missing validation score: null)
+    metrics = {"val_log_loss": finite(kept["val_loss"]), "val_accuracy": finite(kept["val_accuracy"]),
+               "train_images": len(run.data.train_paths), "val_images": len(run.data.val_paths),
                "epoch_kept": kept["epoch"], "epochs_run": state.epoch, "epochs": config.total_epochs,
                "early_stopped": state.epoch < config.total_epochs, "keep": config.keep,
                "optimistic": config.keep == "best" or config.patience > 0,

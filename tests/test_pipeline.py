@@ -23,7 +23,8 @@ CONFIG = {
     "data": {"dir": "data/demo", "answers": "data/demo/test_labels.csv"},
     "demo": {"classes": 4, "train": 96, "test": 24, "size": 32},
     "folds": {"k": 3},
-    "models": {"r18": {"backbone": "resnet18", "hidden": [16], "image_size": 32, "epochs": 2, "batch_size": 16}},
+    "models": {"r18": {"backbone": "resnet18", "hidden": [16], "image_size": 32, "epochs": 2, "batch_size": 16,
+                       "refit": True}},
     "train": {"device": "cpu"},
     "clip": {"floor": 0.001, "ceiling": 0.999},
     "postprocess": {"method": "both", "scope": "per_fold"},
@@ -63,10 +64,10 @@ def test_blend_is_the_fold_average_and_the_submission_its_clipped_postprocessing
     sub = pd.read_csv(results(run_dir) / "submission/submission.csv", dtype={"id": str})
     validate_submission(sub, sample)
     classes = list(sub.columns[1:])
-    folds = [pd.read_csv(results(run_dir) / f"predict/r18/fold{k}/test.csv", dtype={"id": str}).set_index("id")
-             for k in range(3)]
+    members = [pd.read_csv(results(run_dir) / f"predict/r18/{part}/test.csv", dtype={"id": str}).set_index("id")
+               for part in ["fold0", "fold1", "fold2", "full"]]  # the full-data refit is one more member
     blend = pd.read_csv(results(run_dir) / "blend/test.csv", dtype={"id": str}).set_index("id")
-    mean = sum(f.loc[sub["id"], classes].to_numpy() for f in folds) / 3
+    mean = sum(f.loc[sub["id"], classes].to_numpy() for f in members) / 4
     np.testing.assert_allclose(blend.loc[sub["id"], classes].to_numpy(), mean, atol=1e-7)
     post = pd.read_csv(results(run_dir) / "postprocess/test.csv", dtype={"id": str}).set_index("id")
     np.testing.assert_allclose(sub[classes].to_numpy(), clip_rows(post.loc[sub["id"], classes].to_numpy(),
@@ -78,7 +79,8 @@ def test_postprocessing_table_compares_methods_on_oof_and_test(run_dir):
     assert table["method"].iloc[0] == "raw average" and len(table) == 7
     assert table[["oof_log_loss", "test_log_loss"]].notna().all().all()
     params = json.loads((results(run_dir) / "postprocess/params.json").read_text())
-    assert params["weights"] == [1.0] and params["method"] == "both" and len(params["fold_temperatures"]["r18"]) == 3
+    assert params["weights"] == [1.0] and params["method"] == "both"
+    assert len(params["fold_temperatures"]["r18"]) == 4  # 3 folds + the refit (their geometric mean)
 
 
 def test_out_of_fold_table_covers_every_labelled_image_once(run_dir):
@@ -95,7 +97,7 @@ def test_out_of_fold_table_covers_every_labelled_image_once(run_dir):
 
 def test_scores_against_the_answer_key_include_every_fold(run_dir):
     scores = json.loads((results(run_dir) / "score/scores.json").read_text())
-    assert len(scores["members"]) == 3
+    assert len(scores["members"]) == 4 and f"results/{RUN}/predict/r18/full/test.csv" in scores["members"]
     assert 0 < scores["submission"]["log_loss"] < 10 and scores["submission"]["n"] == 24
 
 
@@ -108,6 +110,15 @@ def test_each_fold_wrote_model_history_metrics_and_a_log(run_dir):
         assert saved["config"]["epochs"] == 2
         assert "epoch 2/2" in (run_dir / f"logs/{RUN}/train/r18/fold{k}.log").read_text()
         assert not (results(run_dir) / f"checkpoints/r18/fold{k}/checkpoint.pt").exists()
+
+
+def test_the_refit_trains_on_every_labelled_image_with_the_same_schedule(run_dir):
+    metrics = json.loads((results(run_dir) / "train/r18/full/metrics.json").read_text())
+    assert metrics["train_images"] == 96 and metrics["val_images"] == 0 and metrics["val_log_loss"] is None
+    assert pd.read_csv(results(run_dir) / "train/r18/full/history.csv")["epoch"].tolist() == [1, 2]
+    fold = json.loads((results(run_dir) / "train/r18/fold0/metrics.json").read_text())
+    assert fold["train_images"] + fold["val_images"] == 96
+    assert json.loads((results(run_dir) / "ensemble/r18/scores.json").read_text())["refit"] is True
 
 
 def test_provenance_records_config_and_versions(run_dir):
@@ -186,12 +197,14 @@ def test_several_seeds_are_members_with_their_own_folds(run_dir, tmp_path):
     assert "--groups r18 r18" in done.stdout
 
 
+RETRAIN = {"train", "predict", "refit", "predict_refit", "average", "blend", "postprocess", "plots", "submit", "score",
+           "all"}
+
+
 @pytest.mark.parametrize("change,expected", [
     ({"clip": {"floor": 0.01}}, {"submit", "score", "all"}),
-    ({"models": {"r18": {"lr": "auto"}}},
-     {"lr_find", "train", "predict", "average", "blend", "postprocess", "plots", "submit", "score", "all"}),
-    ({"models": {"r18": {"epochs": 3}}},
-     {"train", "predict", "average", "blend", "postprocess", "plots", "submit", "score", "all"}),
+    ({"models": {"r18": {"lr": "auto"}}}, {"lr_find", *RETRAIN}),
+    ({"models": {"r18": {"epochs": 3}}}, RETRAIN),
 ])
 def test_a_config_edit_reruns_only_the_rules_that_use_it(run_dir, tmp_path, change, expected):
     override = tmp_path / "override.yaml"
@@ -212,6 +225,8 @@ def test_workflow_passes_snakemake_lint():
     ({**CONFIG, "clip": {"floor": 0.5, "ceiling": 0.4}}, "clip.floor (0.5) must be below clip.ceiling (0.4)"),
     ({**CONFIG, "models": {"r18": {"backbone": "resnet19"}}}, "unknown backbone 'resnet19'; valid names: resnet18"),
     ({**CONFIG, "models": {"r18": {"backbone": "resnet18", "keep": "first"}}}, "'first' is not one of"),
+    ({**CONFIG, "models": {"r18": {"backbone": "resnet18", "refit": True, "keep": "best"}}},
+     "models.r18: refit trains on every labelled image, with no validation set"),
 ])
 def test_bad_config_fails_before_any_job_with_the_key_named(tmp_path, config, message):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from ensemble.blend import fit_blend_weights
-from ensemble.finalize import ModelFolds, finalize
+from ensemble.finalize import ModelFolds, combine, finalize
 from ensemble.metrics import kaggle_log_loss
 from ensemble.postprocess import apply_temperature, clip_renormalise, fit, fit_clip, fit_temperature
 
@@ -87,3 +87,28 @@ def test_finalize_table_and_overconfident_folds():
     assert list(test.columns) == ["id", *classes] and np.allclose(test[classes].sum(axis=1), 1)
     _, _, per_fold, _ = finalize([ModelFolds("m", oofs, tests)], [1.0], method="both", scope="per_fold")
     assert [t == pytest.approx(2.0, rel=0.2) for t in per_fold["fold_temperatures"]["m"]] == [True] * 3
+
+
+def test_a_refit_joins_the_test_average_with_the_folds_mean_temperature():
+    classes = ["a", "b", "c"]
+    test_ids = [f"t{j}" for j in range(50)]
+    rng = np.random.default_rng(5)
+    oofs, tests = [], []
+    for f in range(2):
+        probs, labels = _calibrated(n=400, k=3, seed=20 + f)
+        oofs.append(_table([f"f{f}-{j}" for j in range(400)], apply_temperature(probs, 0.5 + f), classes, labels, f))
+        tests.append(_table(test_ids, rng.dirichlet(np.ones(3), size=50), classes))
+    refit = _table(test_ids, rng.dirichlet(np.ones(3), size=50), classes)
+    plain = ModelFolds("m", oofs, tests)
+    with_refit = ModelFolds("m", oofs, tests, refit)
+    _, test, _ = combine([with_refit], [1.0], per_fold_temperature=False)
+    expected = sum(t[classes].to_numpy() for t in [*tests, refit]) / 3
+    np.testing.assert_allclose(test[classes].to_numpy(), expected)
+    oof_plain, _, _ = combine([plain], [1.0], per_fold_temperature=False)
+    oof_refit, _, _ = combine([with_refit], [1.0], per_fold_temperature=False)
+    pd.testing.assert_frame_equal(oof_plain, oof_refit)  # no out-of-fold rows of its own
+    _, test, temperatures = combine([with_refit], [1.0], per_fold_temperature=True)
+    ts = temperatures["m"]
+    assert len(ts) == 3 and ts[2] == pytest.approx(np.sqrt(ts[0] * ts[1]))
+    softened = [apply_temperature(t[classes].to_numpy(), x) for t, x in zip([*tests, refit], ts)]
+    np.testing.assert_allclose(test[classes].to_numpy(), sum(softened) / 3)

@@ -81,3 +81,16 @@ def test_keep_best_keeps_the_lowest_validation_loss(fold_data, tmp_path):
     best = history.loc[history["val_loss"].idxmin()]
     assert metrics["epoch_kept"] == best["epoch"] and metrics["optimistic"] is True
     assert metrics["val_log_loss"] == pytest.approx(best["val_loss"])
+
+
+def test_a_refit_trains_on_every_image_without_a_validation_score(fold_data, tmp_path):
+    from dataclasses import replace
+
+    everything = replace(fold_data, train_paths=fold_data.train_paths + fold_data.val_paths,
+                         train_targets=fold_data.train_targets + fold_data.val_targets, val_paths=[], val_targets=[])
+    metrics, saved, paths = _train(everything, tmp_path)
+    assert metrics["train_images"] == 18 and metrics["val_images"] == 0
+    assert metrics["val_log_loss"] is None and metrics["epoch_kept"] == 2
+    assert pd.read_csv(paths["history_path"])["val_loss"].isna().all()
+    with pytest.raises(ValueError, match="no validation set"):
+        _train(everything, tmp_path / "best", replace(CONFIG, keep="best"))

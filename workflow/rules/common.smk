@@ -33,7 +33,16 @@ def model_config(name):
     member = MEMBERS[name]
     settings = {**MODEL_DEFAULTS, **config["models"][member.model], "seed": member.seed}
     settings.pop("seeds", None)
+    settings.pop("refit", None)
     return settings
+
+
+def refits(name):
+    """Whether a member's model also trains a full-data refit."""
+    return config["models"][MEMBERS[name].model].get("refit", False)
+
+
+REFITS = [m for m in MODELS if refits(m)]
 
 
 def member_groups():
@@ -50,6 +59,9 @@ def check_models():
                              f"names: {', '.join(BACKBONE_NAMES)}")
         if settings["head_epochs"] + settings["epochs"] < 1:
             raise ValueError(f"models.{name}: head_epochs + epochs must be at least 1")
+        if refits(name) and (settings["keep"] == "best" or settings["patience"] > 0):
+            raise ValueError(f"models.{name}: refit trains on every labelled image, with no validation set to "
+                             "choose an epoch by; use keep: last and patience: 0, or refit: false")
 
 
 def check_clip():
@@ -135,6 +147,18 @@ def fold_predictions(kind):
         return expand(unflagged(getattr(rules.predict.output, kind)), model=wildcards.model, fold=FOLDS)
 
     return tables
+
+
+def refit_test(wildcards):
+    """Input function: the test table of the model's full-data refit, when it has one."""
+    if not refits(wildcards.model):
+        return []
+    return expand(unflagged(rules.predict_refit.output.test), model=wildcards.model)
+
+
+def refit_flag(wildcards, input):
+    """`--refit-test FILE` when the model has a full-data refit."""
+    return f"--refit-test {shlex.quote(input.refit[0])}" if input.refit else ""
 
 
 def answers_flag(wildcards, input):

@@ -6,17 +6,20 @@ rule average:
         oof=fold_predictions("oof"),
         test=fold_predictions("test"),
         fold_scores=fold_predictions("scores"),
+        refit=refit_test,
     output:
         oof=f"{RESULTS}/ensemble/{{model}}/oof.csv",
         test=f"{RESULTS}/ensemble/{{model}}/test.csv",
         scores=f"{RESULTS}/ensemble/{{model}}/scores.json",
+    params:
+        refit=refit_flag,
     conda:
         CONDA_ENV
     log:
         f"{LOGS}/average/{{model}}.log",
     shell:
         "python -m ensemble average --oof {input.oof:q} --test {input.test:q}"
-        " --fold-scores {input.fold_scores:q} --out-oof {output.oof:q}"
+        " --fold-scores {input.fold_scores:q} {params.refit} --out-oof {output.oof:q}"
         " --out-test {output.test:q} --out-scores {output.scores:q} > {log:q} 2>&1"
 
 
@@ -48,6 +51,7 @@ rule postprocess:
         test=expand(unflagged(rules.predict.output.test), model=MODELS, fold=FOLDS),
         blend=rules.blend.output.scores,
         answers=config["data"]["answers"] or [],
+        refits=expand(unflagged(rules.predict_refit.output.test), model=REFITS),
     output:
         oof=f"{RESULTS}/postprocess/oof.csv",
         test=f"{RESULTS}/postprocess/test.csv",
@@ -55,6 +59,7 @@ rule postprocess:
         table=report(f"{RESULTS}/postprocess/table.csv", caption="../report/table.rst", category="Scores"),
     params:
         models=MODELS,
+        refit_models=REFITS,
         method=config["postprocess"]["method"],
         scope=config["postprocess"]["scope"],
         answers=answers_flag,
@@ -64,7 +69,8 @@ rule postprocess:
         f"{LOGS}/postprocess.log",
     shell:
         "python -m ensemble postprocess --models {params.models:q} --oof {input.oof:q} --test {input.test:q}"
-        " --blend-scores {input.blend:q} --method {params.method} --scope {params.scope} {params.answers}"
+        " --blend-scores {input.blend:q} --refit-models {params.refit_models:q} --refit-test {input.refits:q}"
+        " --method {params.method} --scope {params.scope} {params.answers}"
         " --out-oof {output.oof:q} --out-test {output.test:q} --out-params {output.params:q}"
         " --out-table {output.table:q} > {log:q} 2>&1"
 
@@ -120,6 +126,7 @@ rule score:
         submission=rules.submit.output.submission,
         answers=config["data"]["answers"] or [],
         members=expand(unflagged(rules.predict.output.test), model=MODELS, fold=FOLDS),
+        refits=expand(unflagged(rules.predict_refit.output.test), model=REFITS),
     output:
         scores=f"{RESULTS}/score/scores.json",
     conda:
@@ -128,4 +135,5 @@ rule score:
         f"{LOGS}/score.log",
     shell:
         "python -m ensemble score {input.submission:q} {input.answers:q} --members {input.members:q}"
+        " {input.refits:q}"
         " --out {output.scores:q} > {log:q} 2>&1"

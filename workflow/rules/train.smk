@@ -45,6 +45,7 @@ rule train:
         data=data_dir,
         flags=train_flags,
         lr_from=lr_from_flag,
+        split="--fold {fold}",
         device=config["train"]["device"],
         workers=config["train"]["workers"],
         deterministic=config["train"]["deterministic"],
@@ -56,8 +57,10 @@ rule train:
         CONDA_ENV
     log:
         f"{LOGS}/train/{{model}}/fold{{fold}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{model}}/fold{{fold}}.tsv"
     shell:
-        "python -m ensemble train --data {params.data:q} --folds {input.folds:q} --fold {wildcards.fold}"
+        "python -m ensemble train --data {params.data:q} --folds {input.folds:q} {params.split}"
         " {params.flags} {params.lr_from} --device {params.device} --threads {threads}"
         " --workers {params.workers} --deterministic {params.deterministic} --checkpoint {params.checkpoint:q}"
         " --out-model {output.model:q} --out-history {output.history:q} --out-metrics {output.metrics:q}"
@@ -87,8 +90,54 @@ rule predict:
         CONDA_ENV
     log:
         f"{LOGS}/predict/{{model}}/fold{{fold}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/predict/{{model}}/fold{{fold}}.tsv"
     shell:
         "python -m ensemble predict --data {params.data:q} --folds {input.folds:q} --fold {wildcards.fold}"
         " --model {input.model:q} --batch-size {params.batch_size} --tta {params.tta:q} --device {params.device}"
         " --threads {threads} --workers {params.workers} --deterministic {params.deterministic}"
         " --out-oof {output.oof:q} --out-test {output.test:q} --out-scores {output.scores:q} > {log:q} 2>&1"
+
+
+# The full-data refit of a model with `refit: true`: the same job on every labelled image, no validation set.
+use rule train as refit with:
+    output:
+        model=f"{RESULTS}/train/{{model}}/full/model.pt",
+        history=f"{RESULTS}/train/{{model}}/full/history.csv",
+        metrics=f"{RESULTS}/train/{{model}}/full/metrics.json",
+    params:
+        split="--full",
+        checkpoint=f"{RESULTS}/checkpoints/{{model}}/full/checkpoint.pt",
+    log:
+        f"{LOGS}/train/{{model}}/full.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{model}}/full.tsv"
+
+
+rule predict_refit:
+    input:
+        model=rules.refit.output.model,
+        sample=rules.check_inputs.input.sample,
+    output:
+        test=f"{RESULTS}/predict/{{model}}/full/test.csv",
+    params:
+        data=data_dir,
+        device=config["train"]["device"],
+        workers=config["train"]["workers"],
+        deterministic=config["train"]["deterministic"],
+        batch_size=config["predict"]["batch_size"],
+        tta=config["predict"]["tta"],
+    threads: 4
+    resources:
+        gpu=gpus_per_job(),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/predict/{{model}}/full.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/predict/{{model}}/full.tsv"
+    shell:
+        "python -m ensemble predict-test --data {params.data:q} --model {input.model:q}"
+        " --batch-size {params.batch_size} --tta {params.tta:q} --device {params.device} --threads {threads}"
+        " --workers {params.workers} --deterministic {params.deterministic} --out-test {output.test:q}"
+        " > {log:q} 2>&1"
