@@ -19,6 +19,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/provenance.smk"
+include: "workflow/rules/ablation.smk"
 
 
 rule all:

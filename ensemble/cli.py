@@ -466,6 +466,34 @@ def run_score(a) -> None:
         print(f"  {path}: log loss {s['log_loss']:.5f}  accuracy {s['accuracy']:.4f}")
 
 
+def add_ablation(sub) -> None:
+    p = sub.add_parser("ablation", help="the ablation table from its rows' fold scores and training times")
+    p.add_argument("--scores", type=Path, nargs="+", required=True,
+                   help="predict scores.json of each trained row's folds, row by row (baseline .. augment)")
+    p.add_argument("--train-benchmarks", type=Path, nargs="+", required=True,
+                   help="Snakemake benchmark files of the same training jobs, in the same order")
+    p.add_argument("--oof", type=Path, nargs="+", required=True, help="the augment row's OOF tables, by fold")
+    p.add_argument("--changes-json", required=True, help="{step: what it changes}")
+    p.add_argument("--out-table", type=Path, required=True)
+    p.add_argument("--out-markdown", type=Path, required=True)
+
+
+def run_ablation(a) -> None:
+    from ensemble.ablation import TRAINED, ablation_table, markdown
+
+    k = len(a.oof)
+    if len(a.scores) != k * len(TRAINED) or len(a.train_benchmarks) != len(a.scores):
+        raise ValueError(f"need {len(TRAINED)} rows x {k} folds of --scores and --train-benchmarks, got "
+                         f"{len(a.scores)} and {len(a.train_benchmarks)}")
+    scores = {step: [json.loads(p.read_text()) for p in a.scores[i * k:(i + 1) * k]] for i, step in enumerate(TRAINED)}
+    seconds = {step: [float(pd.read_csv(p, sep="\t")["s"].iloc[0]) for p in a.train_benchmarks[i * k:(i + 1) * k]]
+               for i, step in enumerate(TRAINED)}
+    table = ablation_table(scores, seconds, [_read_table(p) for p in a.oof], json.loads(a.changes_json))
+    write_csv(table, a.out_table, float_format="%.6g")
+    write_text(markdown(table), a.out_markdown)
+    log.info("ablation:\n%s", markdown(table))
+
+
 def add_provenance(sub) -> None:
     p = sub.add_parser("provenance", help="write a run's resolved config and software versions")
     p.add_argument("--config-json", required=True, help="the resolved config, as JSON")
@@ -481,7 +509,8 @@ def run_provenance(a) -> None:
 
 
 VERBS = ["demo_data", "check_inputs", "folds", "lr_find", "train", "predict", "predict_test", "average", "blend",
-         "postprocess", "plots", "submit", "predict_new", "leaderboard", "validate", "score", "provenance"]
+         "postprocess", "plots", "submit", "predict_new", "leaderboard", "validate", "score", "provenance",
+         "ablation"]
 
 
 def get_args_parser() -> argparse.ArgumentParser:

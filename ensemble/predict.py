@@ -7,6 +7,7 @@ then one probability column per class in submission order.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,15 +55,19 @@ def probability_table(ids: list[str], probs: np.ndarray, classes: list[str]) -> 
 
 
 def predict_views(model, saved: dict, paths: list[Path], states: list[dict], views: list[str],
-                  **loader_args) -> dict[str, np.ndarray]:
-    """{view: probabilities averaged over the model states} for every TTA view (five_crop gives five)."""
+                  timings: dict[str, float] | None = None, **loader_args) -> dict[str, np.ndarray]:
+    """{view: probabilities averaged over the model states} for every TTA view (five_crop gives five);
+    ``timings`` (when given) accumulates each view's seconds."""
     pre = saved["preprocessing"]
     transforms = tta_transforms(views, pre["size"], pre["mean"], pre["std"], pre["crop_pct"])
     out = {name: 0.0 for name in transforms}
     for state in states:
         model.load_state_dict(state)
         for name, transform in transforms.items():
+            started = time.perf_counter()
             out[name] = out[name] + predict_files(model, saved, paths, transform=transform, **loader_args) / len(states)
+            if timings is not None:
+                timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
     return out
 
 
@@ -71,9 +76,10 @@ def mean_probs(by_view: dict[str, np.ndarray]) -> np.ndarray:
     return sum(by_view.values()) / len(by_view)
 
 
-def _test_table(model, saved: dict, layout: Layout, test_ids: list[str], states: list[dict], tta, args: dict):
+def _test_table(model, saved: dict, layout: Layout, test_ids: list[str], states: list[dict], tta, args: dict,
+                timings: dict[str, float] | None = None):
     paths = [layout.test_image(i) for i in test_ids]
-    probs = mean_probs(predict_views(model, saved, paths, states, list(tta), **args))
+    probs = mean_probs(predict_views(model, saved, paths, states, list(tta), timings, **args))
     return probability_table(test_ids, probs, list(saved["classes"]))
 
 
@@ -106,7 +112,8 @@ def predict_fold(model_path: Path, folds: pd.DataFrame, fold: int, data_dir: Pat
     states = [s["model"] for s in saved.get("snapshots") or []] or [saved["model"]]
     labels = val[LABEL].map({c: i for i, c in enumerate(classes)}).to_numpy()
     val_paths = [layout.train_image(i) for i in val[ID]]
-    by_view = predict_views(model, saved, val_paths, states, views, **args)
+    timings: dict[str, float] = {}
+    by_view = predict_views(model, saved, val_paths, states, views, timings, **args)
     chosen = mean_probs({v: by_view[v] for v in view_names(list(tta))})
     snapshots = bool(saved.get("snapshots"))  # without them, the final model's plain view is computed already
     final = (predict_views(model, saved, val_paths, [saved["model"]], ["original"], **args)["original"]
@@ -118,7 +125,8 @@ def predict_fold(model_path: Path, folds: pd.DataFrame, fold: int, data_dir: Pat
     oof = probability_table(val[ID].tolist(), chosen, classes)
     oof.insert(1, LABEL, val[LABEL].to_numpy())
     oof.insert(2, FOLD, fold)
-    test = _test_table(model, saved, layout, test_ids, states, tta, args)
+    test = _test_table(model, saved, layout, test_ids, states, tta, args, timings)
+    scores["seconds_by_view"] = timings  # out-of-fold and test images together
     log.info("fold %d: %d out-of-fold and %d test rows, %d member(s), TTA %s; out-of-fold log loss %.4f "
              "(no TTA %.4f, final model alone %.4f)", fold, len(oof), len(test), len(states), list(tta),
              scores["log_loss"], scores["log_loss_no_tta"], scores["log_loss_final_model"])

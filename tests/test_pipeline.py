@@ -247,3 +247,21 @@ def test_bad_data_stops_at_the_input_check_with_the_id_named(tmp_path):
     assert labels["id"][3] in log and "unreadable" in log and "replace the files or remove the ids" in log
     written = [p for p in (tmp_path / "results").rglob("*") if p.is_file() and "provenance" not in p.parts]
     assert written == []  # no partial output: nothing past the check ran
+
+
+def test_the_ablation_trains_its_rows_on_the_runs_folds_and_only_the_last_uses_tta(run_dir, tmp_path):
+    override = tmp_path / "ablation.yaml"
+    override.write_text(yaml.safe_dump({"ablation": {"two_phase": {"head_epochs": 1, "lr_groups": 2},
+                                                     "sgdr": {"cycle_epochs": 1}}}))
+    args = ("ablation", "--configfile", str(run_dir / "config.yaml"), str(override))
+    assert planned_jobs(run_dir, *args) == {"train": 12, "predict": 12, "ablation_table": 1, "ablation": 1}
+    done = snakemake(run_dir, "--dry-run", "--printshellcmds", *args)
+    commands = done.stdout
+    tta = {member: views for views, member in re.findall(
+        r"--tta ([a-z ]+?) --device[^\n]*?--out-oof results/tiny/predict/(ablation-[a-z_]+)/fold0", commands)}
+    assert tta == {"ablation-baseline": "original", "ablation-two_phase": "original", "ablation-sgdr": "original",
+                   "ablation-augment": "original hflip"}
+    baseline = re.search(r"python -m ensemble train .*?--out-model results/tiny/train/ablation-baseline/fold0/",
+                         commands).group(0)
+    assert "--head-epochs 0" in baseline and "--epochs 2" in baseline and "--augment none" in baseline
+    assert "--folds results/tiny/folds/folds.csv" in baseline  # the run's own folds, not new ones

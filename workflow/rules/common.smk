@@ -6,6 +6,7 @@ import shlex
 
 import yaml
 
+from ensemble import ablation
 from ensemble.backbones import NAMES as BACKBONE_NAMES
 from ensemble.members import members
 
@@ -28,8 +29,29 @@ wildcard_constraints:
     fold=r"\d+",
 
 
+ABLATION = [ablation.PREFIX + step for step in ablation.TRAINED]  # members of `snakemake ablation` only
+if set(ABLATION) & set(MODELS):
+    raise ValueError(f"model names {sorted(set(ABLATION) & set(MODELS))} are reserved for the ablation; rename them")
+
+
+def ablation_variants():
+    """{member: settings} of the ablation's trained rows, built from `ablation.model` when first asked for (a
+    config the ablation cannot use fails only when the ablation is run)."""
+    name = config["ablation"]["model"] or next(iter(config["models"]))
+    if name not in config["models"]:
+        raise ValueError(f"ablation.model: {name!r} is not one of models: {', '.join(config['models'])}")
+    base = {**MODEL_DEFAULTS, **config["models"][name], "seed": config["seed"]}
+    for key in ("seeds", "refit"):
+        base.pop(key, None)
+    settings = config["ablation"]
+    return ablation.variants(base, two_phase=settings["two_phase"], sgdr=settings["sgdr"],
+                             augment=settings["augment"])
+
+
 def model_config(name):
     """A member's settings: its model's, with the schema's defaults filled in and the member's seed."""
+    if name in ABLATION:
+        return ablation_variants()[name]
     member = MEMBERS[name]
     settings = {**MODEL_DEFAULTS, **config["models"][member.model], "seed": member.seed}
     settings.pop("seeds", None)
@@ -39,7 +61,7 @@ def model_config(name):
 
 def refits(name):
     """Whether a member's model also trains a full-data refit."""
-    return config["models"][MEMBERS[name].model].get("refit", False)
+    return name in MEMBERS and config["models"][MEMBERS[name].model].get("refit", False)
 
 
 REFITS = [m for m in MODELS if refits(m)]
@@ -159,6 +181,19 @@ def refit_test(wildcards):
 def refit_flag(wildcards, input):
     """`--refit-test FILE` when the model has a full-data refit."""
     return f"--refit-test {shlex.quote(input.refit[0])}" if input.refit else ""
+
+
+def predict_tta(wildcards):
+    """The TTA views a member predicts with: the config's; in the ablation, its tta step's views for the last
+    trained row (whose plain view is scored too) and the original view alone before it."""
+    if wildcards.model not in ABLATION:
+        return config["predict"]["tta"]
+    return config["ablation"]["tta"] if wildcards.model == ABLATION[-1] else ["original"]
+
+
+def ablation_changes():
+    """What each ablation step changes, in words, as JSON."""
+    return json.dumps(ablation.describe(ablation_variants(), config["ablation"]["tta"]))
 
 
 def answers_flag(wildcards, input):

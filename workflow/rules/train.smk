@@ -82,7 +82,7 @@ rule predict:
         workers=config["train"]["workers"],
         deterministic=config["train"]["deterministic"],
         batch_size=config["predict"]["batch_size"],
-        tta=config["predict"]["tta"],
+        tta=predict_tta,
     threads: 4
     resources:
         gpu=gpus_per_job(),

@@ -1,0 +1,95 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from ensemble.ablation import STEPS, TRAINED, ablation_table, cross_fitted_clip, describe, markdown, variants
+from ensemble.metrics import kaggle_log_loss
+from ensemble.postprocess import clip_renormalise, fit_clip
+
+BASE = {"backbone": "resnet18", "weights": "w.pt", "image_size": 112, "head_epochs": 0, "epochs": 8, "lr": 0.05,
+        "batch_size": 32, "lr_groups": 1, "lr_ratio": 1.0, "finetune_lr_scale": 1.0, "cycle_epochs": None,
+        "cycle_mult": 1.0, "cycle_decay": 1.0, "snapshots": False, "augment": "light", "mixup": 0.2, "cutmix": 0.0,
+        "label_smoothing": 0.1, "keep": "best", "patience": 2, "seed": 0}
+TWO = {"head_epochs": 2, "lr_groups": 3, "lr_ratio": 0.3, "finetune_lr_scale": 0.4}
+SGDR = {"cycle_epochs": 2, "snapshots": True}
+
+
+def test_each_row_adds_one_step_and_keeps_the_total_epochs():
+    rows = {k.removeprefix("ablation-"): v for k, v in variants(BASE, two_phase=TWO, sgdr=SGDR,
+                                                                 augment="standard").items()}
+    assert list(rows) == list(TRAINED)
+    base = rows["baseline"]
+    assert base["head_epochs"] == 0 and base["epochs"] == 8 and base["augment"] == "none"
+    assert base["mixup"] == 0 and base["label_smoothing"] == 0 and base["lr_groups"] == 1
+    assert base["keep"] == "last" and base["patience"] == 0  # every row scored the same way
+    assert base["weights"] == "w.pt" and base["image_size"] == 112 and base["lr"] == 0.05  # from the model
+    for row in rows.values():
+        assert row["head_epochs"] + row["epochs"] == 8
+    assert {k for k in rows["two_phase"] if rows["two_phase"][k] != base[k]} == {*TWO, "epochs"}
+    assert {k for k in rows["sgdr"] if rows["sgdr"][k] != rows["two_phase"][k]} == set(SGDR)
+    assert {k for k in rows["augment"] if rows["augment"][k] != rows["sgdr"][k]} == {"augment"}
+    assert "2 head epochs" in describe(variants(BASE, two_phase=TWO, sgdr=SGDR, augment="heavy"),
+                                       ["original", "hflip"])["two_phase"]
+
+
+@pytest.mark.parametrize("two,sgdr,message", [
+    ({**TWO, "head_epochs": 8}, SGDR, "head_epochs must be between 1 and 7"),
+    ({**TWO, "epochs": 3}, SGDR, "ablation.two_phase: unknown key(s) ['epochs']"),
+    (TWO, {"augment": "heavy"}, "ablation.sgdr: unknown key(s) ['augment']"),
+])
+def test_unusable_steps_are_refused_with_the_key(two, sgdr, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        variants(BASE, two_phase=two, sgdr=sgdr, augment="standard")
+
+
+def _oofs(k=3, n=300, classes=("a", "b", "c"), seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for f in range(k):
+        probs = rng.dirichlet(np.ones(len(classes)) * 0.2, size=n)  # over-confident: a floor helps
+        labels = rng.integers(0, len(classes), size=n)
+        t = pd.DataFrame(probs, columns=list(classes))
+        t.insert(0, "id", [f"{f}-{j}" for j in range(n)])
+        t.insert(1, "breed", [classes[i] for i in labels])
+        t.insert(2, "fold", f)
+        out.append(t)
+    return out
+
+
+def test_clip_bounds_of_a_fold_come_from_the_other_folds_only():
+    oofs = _oofs()
+    losses, bounds = cross_fitted_clip(oofs)
+    for i in range(3):
+        rest = pd.concat([o for j, o in enumerate(oofs) if j != i])
+        labels = rest["breed"].map({"a": 0, "b": 1, "c": 2}).to_numpy()
+        assert bounds[i] == fit_clip(rest[["a", "b", "c"]].to_numpy(), labels)
+        own = oofs[i]["breed"].map({"a": 0, "b": 1, "c": 2}).to_numpy()
+        assert losses[i] == pytest.approx(kaggle_log_loss(clip_renormalise(oofs[i][["a", "b", "c"]].to_numpy(),
+                                                                           *bounds[i]), own))
+    assert np.mean(losses) < np.mean([kaggle_log_loss(o[["a", "b", "c"]].to_numpy(),
+                                                      o["breed"].map({"a": 0, "b": 1, "c": 2}).to_numpy())
+                                      for o in oofs])  # random over-confident predictions: a floor helps
+
+
+def test_table_reads_each_row_from_its_own_scores_and_times():
+    oofs = _oofs()
+    tta = [kaggle_log_loss(o[["a", "b", "c"]].to_numpy(), o["breed"].map({"a": 0, "b": 1, "c": 2}).to_numpy())
+           for o in oofs]
+    scores = {step: [{"log_loss_no_tta": 2.0 - i * 0.1 - f * 0.01, "log_loss": 2.0 - i * 0.1 - f * 0.01,
+                      "seconds_by_view": {"original": 1.0}} for f in range(3)] for i, step in enumerate(TRAINED)}
+    scores["augment"] = [{**s, "log_loss": t, "seconds_by_view": {"original": 1.0, "hflip": 2.0}}
+                         for s, t in zip(scores["augment"], tta)]
+    seconds = {step: [10.0, 11.0, 12.0] for step in TRAINED}
+    table = ablation_table(scores, seconds, oofs, {s: s for s in STEPS}).set_index("step")
+    assert list(table.index) == list(STEPS)
+    assert table.loc["baseline", "oof_log_loss_mean"] == pytest.approx(1.99)
+    assert table.loc["baseline", "oof_log_loss_std"] == pytest.approx(np.std([2.0, 1.99, 1.98]))
+    assert table.loc["two_phase", "gain_vs_previous"] == pytest.approx(0.1)
+    assert table.loc["augment", "wall_seconds"] == 33 + 3  # training jobs + the original view
+    assert table.loc["tta", "wall_seconds"] == 33 + 9  # + the hflip view
+    assert table.loc["tta", "oof_log_loss_mean"] == pytest.approx(np.mean(tta))
+    assert table.loc["clip", "oof_log_loss_mean"] == pytest.approx(np.mean(cross_fitted_clip(oofs)[0]))
+    assert "| tta | tta |" in markdown(table.reset_index())
+    scores["augment"][0]["log_loss"] += 0.5
+    with pytest.raises(ValueError, match="do not match its scores"):
+        ablation_table(scores, seconds, oofs, {s: s for s in STEPS})

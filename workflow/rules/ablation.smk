@@ -1,0 +1,29 @@
+# `snakemake --cores all ablation`: one model's recipe taken apart on the same folds (ensemble/ablation.py).
+# The trained rows are members of their own (ablation-baseline ... ablation-augment) that reuse the train and
+# predict rules; they never join the submission.
+
+
+rule ablation_table:
+    input:
+        scores=expand(unflagged(rules.predict.output.scores), model=ABLATION, fold=FOLDS),
+        train_benchmarks=expand(f"{RESULTS}/benchmarks/train/{{model}}/fold{{fold}}.tsv", model=ABLATION,
+                                fold=FOLDS),
+        oof=expand(unflagged(rules.predict.output.oof), model=ABLATION[-1], fold=FOLDS),
+    output:
+        table=report(f"{RESULTS}/ablation/table.csv", caption="../report/ablation.rst", category="Ablation"),
+        markdown=f"{RESULTS}/ablation/table.md",
+    params:
+        changes=lambda wildcards: ablation_changes(),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/ablation.log",
+    shell:
+        "python -m ensemble ablation --scores {input.scores:q} --train-benchmarks {input.train_benchmarks:q}"
+        " --oof {input.oof:q} --changes-json {params.changes:q} --out-table {output.table:q}"
+        " --out-markdown {output.markdown:q} > {log:q} 2>&1"
+
+
+rule ablation:
+    input:
+        rules.ablation_table.output,
