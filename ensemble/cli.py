@@ -30,14 +30,19 @@ def _boolean(text: str) -> bool:
     return text.lower() == "true"
 
 
-def _runtime(a) -> None:
-    """Threads and determinism of a torch job, before any work."""
+def _runtime(a):
+    """Threads and determinism of a torch job, before any work; returns its device (and resolves
+    ``a.workers``)."""
     import torch
 
-    from ensemble.device import set_deterministic
+    from ensemble.data import loader_workers
+    from ensemble.device import resolve_device, set_deterministic
 
     torch.set_num_threads(max(1, a.threads))
     set_deterministic(a.deterministic)
+    device = resolve_device(a.device)
+    a.workers = loader_workers(a.workers, device)
+    return device
 
 
 def add_demo_data(sub) -> None:
@@ -70,6 +75,20 @@ def run_check_inputs(a) -> None:
     write_json(check_inputs(a.data, a.k, threads=a.threads), a.out)
 
 
+def add_cache(sub) -> None:
+    p = sub.add_parser("cache", help="decode every image once into memory-mappable uint8 arrays")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--side", type=int, required=True, help="px of the stored squares")
+    p.add_argument("--threads", type=int, default=1, help="decoding processes")
+    p.add_argument("--out", type=Path, required=True, help="the cache folder")
+
+
+def run_cache(a) -> None:
+    from ensemble.cache import build_cache
+
+    build_cache(a.data, a.out, a.side, a.threads)
+
+
 def add_folds(sub) -> None:
     p = sub.add_parser("folds", help="assign stratified folds: a table of id, breed, fold")
     p.add_argument("--labels", type=Path, required=True)
@@ -85,10 +104,17 @@ def run_folds(a) -> None:
     write_csv(assign_folds(read_labels(a.labels), a.k, a.seed), a.out)
 
 
-def _add_runtime(p) -> None:
+def _workers(text: str) -> int | str:
+    return text if text == "auto" else int(text)
+
+
+def _add_runtime(p, cache: bool = True) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for this job")
-    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--workers", type=_workers, default="auto",
+                   help="data loader worker processes, or auto (none on the CPU, up to 8 on CUDA)")
+    if cache:
+        p.add_argument("--cache", type=Path, help="a decode-once cache folder (python -m ensemble cache)")
     p.add_argument("--deterministic", type=_boolean, default=False,
                    help="deterministic algorithms (bitwise-reproducible GPU runs, slower)")
 
@@ -121,10 +147,18 @@ def _train_config(a):
     return TrainConfig(**values)
 
 
-def _fold_data(data_dir: Path, folds_csv: Path, fold: int | None):
-    """One fold's training and validation images; ``fold`` None: every labelled image, no validation set."""
+def _cache(a):
+    from ensemble.cache import ImageCache
+
+    return ImageCache(a.cache) if a.cache else None
+
+
+def _fold_data(data_dir: Path, folds_csv: Path, fold: int | None, cache=None):
+    """One fold's training and validation images (cache rows when there is a cache); ``fold`` None: every
+    labelled image, no validation set."""
     from ensemble.folds import split
     from ensemble.layout import ID, LABEL, Layout, read_classes
+    from ensemble.predict import source
     from ensemble.train import FoldData
 
     layout = Layout(data_dir)
@@ -132,8 +166,8 @@ def _fold_data(data_dir: Path, folds_csv: Path, fold: int | None):
     index = {c: i for i, c in enumerate(classes)}
     table = pd.read_csv(folds_csv, dtype={ID: str, LABEL: str})
     train, val = split(table, fold) if fold is not None else (table, table.iloc[:0])
-    return FoldData(classes, train[ID].tolist(), [layout.train_image(i) for i in train[ID]],
-                    train[LABEL].map(index).tolist(), [layout.train_image(i) for i in val[ID]],
+    return FoldData(classes, train[ID].tolist(), source(layout, cache, "train", train[ID].tolist()),
+                    train[LABEL].map(index).tolist(), source(layout, cache, "train", val[ID].tolist()),
                     val[LABEL].map(index).tolist())
 
 
@@ -159,12 +193,11 @@ def add_train(sub) -> None:
 
 
 def run_train(a) -> None:
-    from ensemble.device import resolve_device
     from ensemble.train import train_fold
 
-    _runtime(a)
-    train_fold(_fold_data(a.data, a.folds, None if a.full else a.fold), _train_config(a),
-               device=resolve_device(a.device), workers=a.workers, checkpoint_path=a.checkpoint, model_path=a.out_model,
+    device = _runtime(a)
+    train_fold(_fold_data(a.data, a.folds, None if a.full else a.fold, _cache(a)), _train_config(a),
+               device=device, workers=a.workers, checkpoint_path=a.checkpoint, model_path=a.out_model,
                history_path=a.out_history, metrics_path=a.out_metrics)
 
 
@@ -181,13 +214,12 @@ def add_lr_find(sub) -> None:
 
 def run_lr_find(a) -> None:
     from ensemble.atomic import atomic_path
-    from ensemble.device import resolve_device
     from ensemble.lr_finder import plot_lr_find
     from ensemble.train import find_lr
 
-    _runtime(a)
+    device = _runtime(a)
     config = _train_config(a)
-    table, lr = find_lr(_fold_data(a.data, a.folds, a.fold), config, device=resolve_device(a.device),
+    table, lr = find_lr(_fold_data(a.data, a.folds, a.fold, _cache(a)), config, device=device,
                         workers=a.workers, num_steps=a.num_steps)
     write_csv(table, a.out_table)
     with atomic_path(a.out_plot) as tmp:
@@ -210,16 +242,15 @@ def add_predict(sub) -> None:
 
 
 def run_predict(a) -> None:
-    from ensemble.device import resolve_device
     from ensemble.layout import ID, LABEL, Layout, read_sample_ids
     from ensemble.predict import predict_fold
 
-    _runtime(a)
+    device = _runtime(a)
     folds = pd.read_csv(a.folds, dtype={ID: str, LABEL: str})
     oof, test, scores = predict_fold(a.model, folds, a.fold, a.data,
                                      read_sample_ids(Layout(a.data).sample_submission_csv),
-                                     device=resolve_device(a.device), workers=a.workers, batch_size=a.batch_size,
-                                     tta=tuple(a.tta))
+                                     device=device, workers=a.workers, batch_size=a.batch_size,
+                                     tta=tuple(a.tta), cache=_cache(a))
     write_csv(oof, a.out_oof, float_format="%.8g")
     write_csv(test, a.out_test, float_format="%.8g")
     write_json({**scores, "gpu_slot": current_slot()}, a.out_scores)
@@ -236,14 +267,13 @@ def add_predict_test(sub) -> None:
 
 
 def run_predict_test(a) -> None:
-    from ensemble.device import resolve_device
     from ensemble.layout import Layout, read_sample_ids
     from ensemble.predict import predict_test
 
-    _runtime(a)
+    device = _runtime(a)
     test = predict_test(a.model, a.data, read_sample_ids(Layout(a.data).sample_submission_csv),
-                        device=resolve_device(a.device), workers=a.workers, batch_size=a.batch_size,
-                        tta=tuple(a.tta))
+                        device=device, workers=a.workers, batch_size=a.batch_size, tta=tuple(a.tta),
+                        cache=_cache(a))
     write_csv(test, a.out_test, float_format="%.8g")
 
 
@@ -396,16 +426,15 @@ def add_predict_new(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out-probs", type=Path, required=True)
     p.add_argument("--out-submission", type=Path, required=True)
-    _add_runtime(p)
+    _add_runtime(p, cache=False)
 
 
 def run_predict_new(a) -> None:
-    from ensemble.device import resolve_device
     from ensemble.inference import image_ids, predict_new
     from ensemble.submission import make_submission, validate_submission
 
-    _runtime(a)
-    probs, sub = predict_new(a.run, a.images, image_ids(a.images, a.sample), device=resolve_device(a.device),
+    device = _runtime(a)
+    probs, sub = predict_new(a.run, a.images, image_ids(a.images, a.sample), device=device,
                              workers=a.workers, batch_size=a.batch_size)
     if a.sample:
         sample = _read_table(a.sample)
@@ -508,8 +537,8 @@ def run_provenance(a) -> None:
     write_json(versions(Path.cwd()), a.out_versions)
 
 
-VERBS = ["demo_data", "check_inputs", "folds", "lr_find", "train", "predict", "predict_test", "average", "blend",
-         "postprocess", "plots", "submit", "predict_new", "leaderboard", "validate", "score", "provenance",
+VERBS = ["demo_data", "check_inputs", "cache", "folds", "lr_find", "train", "predict", "predict_test", "average",
+         "blend", "postprocess", "plots", "submit", "predict_new", "leaderboard", "validate", "score", "provenance",
          "ablation"]
 
 

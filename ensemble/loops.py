@@ -46,7 +46,7 @@ def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.devic
     total, n = 0.0, 0
     for x, y in tqdm(loader, desc="train", leave=False, mininterval=30):
         if mixer is not None:
-            x, y = mixer(x, y)  # y becomes (N, K) soft targets
+            x, y = mixer(x.float(), y)  # y becomes (N, K) soft targets; mixing needs float pixels
         x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
         with autocast(device, dtype):

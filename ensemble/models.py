@@ -15,15 +15,36 @@ from ensemble.weights import load_pretrained
 
 
 class Classifier(nn.Module):
-    """Backbone features -> head -> logits."""
+    """Images -> normalised -> backbone features -> head -> logits.
 
-    def __init__(self, backbone: nn.Module, head: nn.Module):
+    Input: (N, 3, H, W) images on the 0-255 scale, uint8 (as loaders deliver them) or float (after MixUp).
+    Normalisation by the backbone's mean and std happens here, on the whole batch and on the model's device;
+    its constants are buffers that are not saved (they follow from the backbone). Without mean and std the
+    input passes unchanged (inputs normalised already).
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, mean: tuple[float, ...] | None = None,
+                 std: tuple[float, ...] | None = None):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        if mean is None or std is None:
+            scale, shift = torch.ones(1), torch.zeros(1)
+        else:
+            std_ = torch.tensor(std).view(1, -1, 1, 1)
+            scale, shift = 1 / (255 * std_), -torch.tensor(mean).view(1, -1, 1, 1) / std_
+        self.register_buffer("scale", scale, persistent=False)
+        self.register_buffer("shift", shift, persistent=False)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float() * self.scale + self.shift  # keeps channels_last
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) images -> (N, F) pooled backbone features."""
+        return self.backbone(self.normalise(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))  # (N, 3, H, W) -> (N, F) -> (N, K)
+        return self.head(self.features(x))  # (N, 3, H, W) -> (N, F) -> (N, K)
 
 
 def make_head(num_features: int, hidden: list[int], n_classes: int, dropout: float = 0.0) -> nn.Sequential:
@@ -45,4 +66,5 @@ def build_model(backbone: str, *, n_classes: int, hidden: list[int], dropout: fl
     spec = get_backbone(backbone)
     net, width = spec.build()
     load_pretrained(net, spec, weights)
-    return Classifier(net, make_head(width, hidden, n_classes, dropout))
+    pre = spec.preprocessing()
+    return Classifier(net, make_head(width, hidden, n_classes, dropout), pre.mean, pre.std)

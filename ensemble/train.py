@@ -23,8 +23,9 @@ import torch.nn.functional as F
 
 from ensemble.atomic import torch_save, write_csv, write_json
 from ensemble.backbones import get_backbone
+from ensemble.cache import CacheRows
 from ensemble.checkpoint import checkpoint_key, load_checkpoint, save_checkpoint
-from ensemble.data import ImageFiles, make_loader
+from ensemble.data import Images, image_dataset, make_loader
 from ensemble.device import resolve_precision
 from ensemble.finetune import freeze_backbone, param_groups
 from ensemble.gpus import current_slot
@@ -40,13 +41,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FoldData:
-    """Image files and integer targets of one fold's training and validation sets."""
+    """Images (files, or rows of the decode-once cache) and integer targets of one fold's training and
+    validation sets."""
 
     classes: list[str]
     train_ids: list[str]
-    train_paths: list[Path]
+    train_images: Images
     train_targets: list[int]
-    val_paths: list[Path]
+    val_images: Images
     val_targets: list[int]
 
 
@@ -133,11 +135,10 @@ class _FoldRun:
                                     self.resumed["snapshots"])
         self.model.to(device, memory_format=torch.channels_last)
         pre = self.pre
-        self.train_set = ImageFiles(data.train_paths, data.train_targets, train_transform(
-            pre["size"], pre["mean"], pre["std"], pre["crop_pct"], config.augment))
+        self.train_set = image_dataset(data.train_images, data.train_targets,
+                                       train_transform(pre["size"], pre["crop_pct"], config.augment))
         self.mixer = batch_mixer(config.mixup, config.cutmix, len(data.classes))
-        val_set = ImageFiles(data.val_paths, data.val_targets,
-                             eval_transform(pre["size"], pre["mean"], pre["std"], pre["crop_pct"]))
+        val_set = image_dataset(data.val_images, data.val_targets, eval_transform(pre["size"], pre["crop_pct"]))
         self.val_loader = make_loader(val_set, batch_size=config.batch_size * 2, shuffle=False, workers=workers,
                                       device=device)
         self.drop_last = len(self.train_set) > config.batch_size  # no tiny last batch, which upsets BatchNorm
@@ -193,7 +194,7 @@ def train_fold(data: FoldData, config: TrainConfig, *, device: torch.device, wor
     """Train (or resume) one fold's model and write its model file, history table and metrics."""
     if config.total_epochs < 1:
         raise ValueError("head_epochs + epochs must be at least 1")
-    if not data.val_paths and (config.keep == "best" or config.patience > 0):
+    if not len(data.val_images) and (config.keep == "best" or config.patience > 0):
         raise ValueError("training on every labelled image (refit) has no validation set to choose an epoch "
                          "by: use keep: last and patience: 0 for a model with refit: true")
     started = time.perf_counter()
@@ -237,7 +238,8 @@ def _finish(run: _FoldRun, started: float, paths: dict[str, Path]) -> dict:
     write_csv(pd.DataFrame(state.history), paths["history"])
     finite = lambda v: v if v == v else None  # noqa: E731 (NaN, a refit's missing validation score: null)
     metrics = {"val_log_loss": finite(kept["val_loss"]), "val_accuracy": finite(kept["val_accuracy"]),
-               "train_images": len(run.data.train_paths), "val_images": len(run.data.val_paths),
+               "train_images": len(run.data.train_images), "val_images": len(run.data.val_images),
+               "image_source": "cache" if isinstance(run.data.train_images, CacheRows) else "files",
                "epoch_kept": kept["epoch"], "epochs_run": state.epoch, "epochs": config.total_epochs,
                "early_stopped": state.epoch < config.total_epochs, "keep": config.keep,
                "optimistic": config.keep == "best" or config.patience > 0,

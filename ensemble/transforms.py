@@ -1,5 +1,6 @@
-"""Train, eval and test-time-augmentation transforms (torchvision.transforms.v2), built from the backbone's
-preprocessing (mean, std, eval crop ratio) and the crop size.
+"""Train, eval and test-time-augmentation transforms (torchvision.transforms.v2), built from the crop size and
+the backbone's eval crop ratio. They take a PIL image or a uint8 (3, H, W) tensor (a cached square) and
+return a uint8 tensor: normalisation happens on whole batches inside the model (``ensemble.models``).
 
 Augmentation presets for training; no vertical flips anywhere, since photos have an up:
 - ``none``: the eval transform (resize, centre crop), for ablations.
@@ -15,7 +16,6 @@ centre-crop), ``five_crop`` (four corners and the centre of the eval resize: fiv
 
 from __future__ import annotations
 
-import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
@@ -23,36 +23,36 @@ PRESETS = ("none", "light", "standard", "heavy")
 VIEW_NAMES = ("original", "hflip", "scale:S", "five_crop")
 
 
-def _to_tensor(mean: tuple[float, ...], std: tuple[float, ...]) -> list:
-    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+def _to_tensor() -> list:
+    return [v2.ToImage()]
 
 
 def _eval_steps(size: int, crop_pct: float) -> list:
     return [v2.Resize(round(size / crop_pct), antialias=True), v2.CenterCrop(size)]
 
 
-def train_transform(size: int, mean: tuple[float, ...], std: tuple[float, ...], crop_pct: float = 0.875,
+def train_transform(size: int, crop_pct: float = 0.875,
                     preset: str = "light") -> v2.Compose:
     """Augmenting transform for training images, by preset."""
     if preset not in PRESETS:
         raise ValueError(f"augmentation preset must be one of {PRESETS}, got {preset!r}")
     if preset == "none":
-        return v2.Compose([*_eval_steps(size, crop_pct), *_to_tensor(mean, std)])
+        return v2.Compose([*_eval_steps(size, crop_pct), *_to_tensor()])
     scale = (0.08, 1.0) if preset == "heavy" else (0.35, 1.0)
     steps = [v2.RandomResizedCrop(size, scale=scale, antialias=True), v2.RandomHorizontalFlip()]
     if preset == "standard":
         steps.append(v2.TrivialAugmentWide())
     if preset == "heavy":
         steps.append(v2.RandAugment(num_ops=2, magnitude=9))
-    steps += _to_tensor(mean, std)
+    steps += _to_tensor()
     if preset == "heavy":
         steps.append(v2.RandomErasing(p=0.25))
     return v2.Compose(steps)
 
 
-def eval_transform(size: int, mean: tuple[float, ...], std: tuple[float, ...], crop_pct: float) -> v2.Compose:
+def eval_transform(size: int, crop_pct: float) -> v2.Compose:
     """Deterministic transform for validation and test images."""
-    return v2.Compose([*_eval_steps(size, crop_pct), *_to_tensor(mean, std)])
+    return v2.Compose([*_eval_steps(size, crop_pct), *_to_tensor()])
 
 
 FIVE_CROP = ("top_left", "top_right", "bottom_left", "bottom_right", "centre")
@@ -73,25 +73,24 @@ class _Corner:
         return TF.five_crop(image, [self.size, self.size])[self.index]
 
 
-def tta_transforms(views: list[str], size: int, mean: tuple[float, ...], std: tuple[float, ...],
-                   crop_pct: float) -> dict[str, v2.Compose]:
+def tta_transforms(views: list[str], size: int, crop_pct: float) -> dict[str, v2.Compose]:
     """{view name: transform} for test-time augmentation; ``five_crop`` expands into five named views."""
     out: dict[str, v2.Compose] = {}
     resize = round(size / crop_pct)
     for view in views:
         if view == "original":
-            out[view] = eval_transform(size, mean, std, crop_pct)
+            out[view] = eval_transform(size, crop_pct)
         elif view == "hflip":
             out[view] = v2.Compose([*_eval_steps(size, crop_pct), v2.RandomHorizontalFlip(p=1.0),
-                                    *_to_tensor(mean, std)])
+                                    *_to_tensor()])
         elif view.startswith("scale:"):
             factor = float(view.split(":", 1)[1])
             out[view] = v2.Compose([v2.Resize(round(resize * factor), antialias=True), v2.CenterCrop(size),
-                                    *_to_tensor(mean, std)])
+                                    *_to_tensor()])
         elif view == "five_crop":
             for i, name in enumerate(FIVE_CROP):
                 out[f"five_crop:{name}"] = v2.Compose([v2.Resize(resize, antialias=True), _Corner(size, i),
-                                                       *_to_tensor(mean, std)])
+                                                       *_to_tensor()])
         else:
             raise ValueError(f"unknown TTA view {view!r}; valid: original, hflip, scale:<factor>, five_crop")
     return out

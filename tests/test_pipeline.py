@@ -105,11 +105,19 @@ def test_each_fold_wrote_model_history_metrics_and_a_log(run_dir):
     for k in range(3):
         fold = results(run_dir) / f"train/r18/fold{k}"
         assert pd.read_csv(fold / "history.csv")["epoch"].tolist() == [1, 2]
-        assert json.loads((fold / "metrics.json").read_text())["device"] == "cpu"
+        metrics = json.loads((fold / "metrics.json").read_text())
+        assert metrics["device"] == "cpu" and metrics["image_source"] == "cache"  # decoded once, by the cache rule
         saved = torch.load(fold / "model.pt", weights_only=True)
         assert saved["config"]["epochs"] == 2
         assert "epoch 2/2" in (run_dir / f"logs/{RUN}/train/r18/fold{k}.log").read_text()
         assert not (results(run_dir) / f"checkpoints/r18/fold{k}/checkpoint.pt").exists()
+
+
+def test_the_cache_holds_every_image_once_at_the_eval_resize(run_dir):
+    cache = results(run_dir) / "cache/37px"  # round(32 / 0.875)
+    assert np.load(cache / "train.npy", mmap_mode="r").shape == (96, 37, 37, 3)
+    assert np.load(cache / "test.npy", mmap_mode="r").shape == (24, 37, 37, 3)
+    assert (results(run_dir) / "benchmarks/cache/37px.tsv").exists()
 
 
 def test_the_refit_trains_on_every_labelled_image_with_the_same_schedule(run_dir):

@@ -86,8 +86,8 @@ def test_keep_best_keeps_the_lowest_validation_loss(fold_data, tmp_path):
 def test_a_refit_trains_on_every_image_without_a_validation_score(fold_data, tmp_path):
     from dataclasses import replace
 
-    everything = replace(fold_data, train_paths=fold_data.train_paths + fold_data.val_paths,
-                         train_targets=fold_data.train_targets + fold_data.val_targets, val_paths=[], val_targets=[])
+    everything = replace(fold_data, train_images=fold_data.train_images + fold_data.val_images,
+                         train_targets=fold_data.train_targets + fold_data.val_targets, val_images=[], val_targets=[])
     metrics, saved, paths = _train(everything, tmp_path)
     assert metrics["train_images"] == 18 and metrics["val_images"] == 0
     assert metrics["val_log_loss"] is None and metrics["epoch_kept"] == 2

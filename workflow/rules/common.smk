@@ -27,6 +27,7 @@ MODEL_DEFAULTS = {key: spec["default"] for key, spec in _MODEL_SCHEMA.items() if
 wildcard_constraints:
     model="[A-Za-z0-9._-]+",
     fold=r"\d+",
+    side=r"\d+",
 
 
 ABLATION = [ablation.PREFIX + step for step in ablation.TRAINED]  # members of `snakemake ablation` only
@@ -181,6 +182,30 @@ def refit_test(wildcards):
 def refit_flag(wildcards, input):
     """`--refit-test FILE` when the model has a full-data refit."""
     return f"--refit-test {shlex.quote(input.refit[0])}" if input.refit else ""
+
+
+def cache_side_of(name):
+    """Side (px) of the cached squares a member trains on (from its image_size, else its backbone's)."""
+    from ensemble.cache import cache_side
+
+    size = model_config(name)["image_size"]
+    if size is None:
+        from ensemble.backbones import get_backbone
+
+        size = get_backbone(model_config(name)["backbone"]).preprocessing().input_size
+    return cache_side(size)
+
+
+def cache_input(wildcards):
+    """Input function: the decode-once cache of the member's size, unless `train.cache` is off."""
+    if not config["train"]["cache"]:
+        return []
+    return expand(unflagged(rules.cache.output.train), side=cache_side_of(wildcards.model))
+
+
+def cache_flag(wildcards, input):
+    """`--cache DIR` when the job reads the decode-once cache."""
+    return f"--cache {shlex.quote(os.path.dirname(input.cache[0]))}" if input.cache else ""
 
 
 def predict_tta(wildcards):

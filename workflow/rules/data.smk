@@ -57,3 +57,28 @@ rule folds:
     shell:
         "python -m ensemble folds --labels {input.labels:q} --k {params.k} --seed {params.seed}"
         " --out {output.folds:q} > {log:q} 2>&1"
+
+
+rule cache:
+    input:
+        labels=rules.check_inputs.input.labels,
+        sample=rules.check_inputs.input.sample,
+        report=rules.check_inputs.output.report,
+    output:
+        train=f"{RESULTS}/cache/{{side}}px/train.npy",
+        test=f"{RESULTS}/cache/{{side}}px/test.npy",
+        train_ids=f"{RESULTS}/cache/{{side}}px/train_ids.txt",
+        test_ids=f"{RESULTS}/cache/{{side}}px/test_ids.txt",
+    params:
+        data=data_dir,
+        out=output_dir,
+    threads: 4
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/cache/{{side}}px.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/cache/{{side}}px.tsv"
+    shell:
+        "python -m ensemble cache --data {params.data:q} --side {wildcards.side} --threads {threads}"
+        " --out {params.out:q} > {log:q} 2>&1"

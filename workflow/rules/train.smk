@@ -6,6 +6,7 @@ rule lr_find:
     input:
         folds=rules.folds.output.folds,
         sample=rules.check_inputs.input.sample,
+        cache=cache_input,
     output:
         table=f"{RESULTS}/lr_find/{{model}}/lr_find.csv",
         plot=report(f"{RESULTS}/lr_find/{{model}}/lr_find.png", caption="../report/lr_find.rst",
@@ -16,6 +17,7 @@ rule lr_find:
         flags=train_flags,
         device=config["train"]["device"],
         workers=config["train"]["workers"],
+        cache=cache_flag,
         deterministic=config["train"]["deterministic"],
     threads: 4
     resources:
@@ -26,7 +28,7 @@ rule lr_find:
         f"{LOGS}/lr_find/{{model}}.log",
     shell:
         "python -m ensemble lr-find --data {params.data:q} --folds {input.folds:q} --fold 0 {params.flags}"
-        " --device {params.device} --threads {threads} --workers {params.workers}"
+        " --device {params.device} --threads {threads} --workers {params.workers} {params.cache}"
         " --deterministic {params.deterministic}"
         " --out-table {output.table:q} --out-plot {output.plot:q} --out-json {output.suggestion:q}"
         " > {log:q} 2>&1"
@@ -37,6 +39,7 @@ rule train:
         folds=rules.folds.output.folds,
         sample=rules.check_inputs.input.sample,
         lr=lr_finder_result,
+        cache=cache_input,
     output:
         model=f"{RESULTS}/train/{{model}}/fold{{fold}}/model.pt",
         history=f"{RESULTS}/train/{{model}}/fold{{fold}}/history.csv",
@@ -48,6 +51,7 @@ rule train:
         split="--fold {fold}",
         device=config["train"]["device"],
         workers=config["train"]["workers"],
+        cache=cache_flag,
         deterministic=config["train"]["deterministic"],
         checkpoint=f"{RESULTS}/checkpoints/{{model}}/fold{{fold}}/checkpoint.pt",
     threads: 4
@@ -62,7 +66,8 @@ rule train:
     shell:
         "python -m ensemble train --data {params.data:q} --folds {input.folds:q} {params.split}"
         " {params.flags} {params.lr_from} --device {params.device} --threads {threads}"
-        " --workers {params.workers} --deterministic {params.deterministic} --checkpoint {params.checkpoint:q}"
+        " --workers {params.workers} {params.cache} --deterministic {params.deterministic}"
+        " --checkpoint {params.checkpoint:q}"
         " --out-model {output.model:q} --out-history {output.history:q} --out-metrics {output.metrics:q}"
         " >> {log:q} 2>&1"
 
@@ -72,6 +77,7 @@ rule predict:
         model=rules.train.output.model,
         folds=rules.folds.output.folds,
         sample=rules.check_inputs.input.sample,
+        cache=cache_input,
     output:
         oof=f"{RESULTS}/predict/{{model}}/fold{{fold}}/oof.csv",
         test=f"{RESULTS}/predict/{{model}}/fold{{fold}}/test.csv",
@@ -80,6 +86,7 @@ rule predict:
         data=data_dir,
         device=config["train"]["device"],
         workers=config["train"]["workers"],
+        cache=cache_flag,
         deterministic=config["train"]["deterministic"],
         batch_size=config["predict"]["batch_size"],
         tta=predict_tta,
@@ -95,7 +102,7 @@ rule predict:
     shell:
         "python -m ensemble predict --data {params.data:q} --folds {input.folds:q} --fold {wildcards.fold}"
         " --model {input.model:q} --batch-size {params.batch_size} --tta {params.tta:q} --device {params.device}"
-        " --threads {threads} --workers {params.workers} --deterministic {params.deterministic}"
+        " --threads {threads} --workers {params.workers} {params.cache} --deterministic {params.deterministic}"
         " --out-oof {output.oof:q} --out-test {output.test:q} --out-scores {output.scores:q} > {log:q} 2>&1"
 
 
@@ -118,12 +125,14 @@ rule predict_refit:
     input:
         model=rules.refit.output.model,
         sample=rules.check_inputs.input.sample,
+        cache=cache_input,
     output:
         test=f"{RESULTS}/predict/{{model}}/full/test.csv",
     params:
         data=data_dir,
         device=config["train"]["device"],
         workers=config["train"]["workers"],
+        cache=cache_flag,
         deterministic=config["train"]["deterministic"],
         batch_size=config["predict"]["batch_size"],
         tta=config["predict"]["tta"],
@@ -139,5 +148,6 @@ rule predict_refit:
     shell:
         "python -m ensemble predict-test --data {params.data:q} --model {input.model:q}"
         " --batch-size {params.batch_size} --tta {params.tta:q} --device {params.device} --threads {threads}"
-        " --workers {params.workers} --deterministic {params.deterministic} --out-test {output.test:q}"
+        " --workers {params.workers} {params.cache} --deterministic {params.deterministic}"
+        " --out-test {output.test:q}"
         " > {log:q} 2>&1"
