@@ -168,7 +168,7 @@ def _fold_data(data_dir: Path, folds_csv: Path, fold: int | None, cache=None):
     train, val = split(table, fold) if fold is not None else (table, table.iloc[:0])
     return FoldData(classes, train[ID].tolist(), source(layout, cache, "train", train[ID].tolist()),
                     train[LABEL].map(index).tolist(), source(layout, cache, "train", val[ID].tolist()),
-                    val[LABEL].map(index).tolist())
+                    val[LABEL].map(index).tolist(), val[ID].tolist())
 
 
 def _add_fold(p, fold_default: int | None = None, full: bool = False) -> None:
@@ -188,6 +188,8 @@ def add_train(sub) -> None:
     p.add_argument("--out-model", type=Path, required=True)
     p.add_argument("--out-history", type=Path, required=True)
     p.add_argument("--out-metrics", type=Path, required=True)
+    p.add_argument("--features", type=Path, help="cached features of the frozen backbone (python -m ensemble "
+                                                 "features): the head phase trains on them")
     _add_runtime(p)
     _add_train_config(p)
 
@@ -198,7 +200,29 @@ def run_train(a) -> None:
     device = _runtime(a)
     train_fold(_fold_data(a.data, a.folds, None if a.full else a.fold, _cache(a)), _train_config(a),
                device=device, workers=a.workers, checkpoint_path=a.checkpoint, model_path=a.out_model,
-               history_path=a.out_history, metrics_path=a.out_metrics)
+               history_path=a.out_history, metrics_path=a.out_metrics, features=a.features)
+
+
+def add_features(sub) -> None:
+    p = sub.add_parser("features", help="the frozen backbone's features of every labelled image, for all folds")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--views", type=int, required=True, help="augmented views per image")
+    p.add_argument("--out", type=Path, required=True)
+    _add_runtime(p)
+    _add_train_config(p)
+
+
+def run_features(a) -> None:
+    from ensemble.atomic import torch_save
+    from ensemble.layout import Layout, read_labels
+    from ensemble.predict import source
+    from ensemble.train import features_for
+
+    device = _runtime(a)
+    ids = read_labels(Layout(a.data).labels_csv)["id"].tolist()
+    bank = features_for(source(Layout(a.data), _cache(a), "train", ids), ids, _train_config(a), views=a.views,
+                        device=device, workers=a.workers)
+    torch_save(bank, a.out)
 
 
 def add_lr_find(sub) -> None:
@@ -537,9 +561,9 @@ def run_provenance(a) -> None:
     write_json(versions(Path.cwd()), a.out_versions)
 
 
-VERBS = ["demo_data", "check_inputs", "cache", "folds", "lr_find", "train", "predict", "predict_test", "average",
-         "blend", "postprocess", "plots", "submit", "predict_new", "leaderboard", "validate", "score", "provenance",
-         "ablation"]
+VERBS = ["demo_data", "check_inputs", "cache", "folds", "lr_find", "train", "features", "predict", "predict_test",
+         "average", "blend", "postprocess", "plots", "submit", "predict_new", "leaderboard", "validate", "score",
+         "provenance", "ablation"]
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -39,18 +39,30 @@ def soft_nll(log_probs: torch.Tensor, target: torch.Tensor, label_smoothing: flo
     return -(soft * log_probs).sum(dim=1).mean()
 
 
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Images (N, 3, H, W) go channels_last; feature rows (N, F) as they are."""
+    if x.ndim == 4:
+        return x.to(device, non_blocking=True, memory_format=torch.channels_last)
+    return x.to(device, non_blocking=True)
+
+
 def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.device, dtype: torch.dtype | None,
-              frozen_backbone: bool, mixer=None, label_smoothing: float = 0.0) -> float:
-    """One pass over ``loader`` with an optimizer and schedule step per batch; returns the mean loss."""
+              frozen_backbone: bool, mixer=None, label_smoothing: float = 0.0, on_features: bool = False) -> float:
+    """One pass over ``loader`` with an optimizer and schedule step per batch; returns the mean loss.
+
+    ``on_features``: the loader yields the frozen backbone's features and only the head runs (the frozen
+    phase on cached features, ``ensemble.features``).
+    """
     set_train_mode(model, frozen_backbone)
+    forward = model.head if on_features else model
     total, n = 0.0, 0
     for x, y in tqdm(loader, desc="train", leave=False, mininterval=30):
         if mixer is not None:
             x, y = mixer(x.float(), y)  # y becomes (N, K) soft targets; mixing needs float pixels
-        x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
+        x = _to_device(x, device)
         y = y.to(device, non_blocking=True)
         with autocast(device, dtype):
-            logits = model(x)
+            logits = forward(x)
         loss = soft_nll(F.log_softmax(logits.float(), dim=1), y, label_smoothing)  # (N, K) log-probs -> mean
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -63,13 +75,16 @@ def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.devic
 
 
 @torch.no_grad()
-def predict_log_probs(model, loader, *, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
-    """(N, K) log-probabilities in loader order, computed in fp32 from the logits."""
+def predict_log_probs(model, loader, *, device: torch.device, dtype: torch.dtype | None,
+                      on_features: bool = False) -> torch.Tensor:
+    """(N, K) log-probabilities in loader order, computed in fp32 from the logits (of the head alone when
+    the loader yields features)."""
     model.eval()
+    forward = model.head if on_features else model
     out = []
     for x, _ in tqdm(loader, desc="predict", leave=False, mininterval=30):
-        x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
+        x = _to_device(x, device)
         with autocast(device, dtype):
-            logits = model(x)
+            logits = forward(x)
         out.append(F.log_softmax(logits.float(), dim=1).cpu())
     return torch.cat(out) if out else torch.empty(0)

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch.utils.data import TensorDataset
 
 from ensemble.atomic import torch_save, write_csv, write_json
 from ensemble.backbones import get_backbone
@@ -27,6 +28,7 @@ from ensemble.cache import CacheRows
 from ensemble.checkpoint import checkpoint_key, load_checkpoint, save_checkpoint
 from ensemble.data import Images, image_dataset, make_loader
 from ensemble.device import resolve_precision
+from ensemble.features import FeatureBank, compute_features
 from ensemble.finetune import freeze_backbone, param_groups
 from ensemble.gpus import current_slot
 from ensemble.hparams import TrainConfig
@@ -50,6 +52,7 @@ class FoldData:
     train_targets: list[int]
     val_images: Images
     val_targets: list[int]
+    val_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -94,10 +97,10 @@ def _make_optimizer(model, config: TrainConfig, phase: str, steps_per_epoch: int
     return optimizer, Cosine(optimizer, total, warmup, cycles=cycles, cycle_decay=config.cycle_decay)
 
 
-def _evaluate(model, loader, targets: list[int], *, device, dtype) -> tuple[float, float]:
+def _evaluate(model, loader, targets: list[int], *, device, dtype, on_features: bool = False) -> tuple[float, float]:
     if not targets:  # a full-data refit has no validation set
         return float("nan"), float("nan")
-    logp = predict_log_probs(model, loader, device=device, dtype=dtype)
+    logp = predict_log_probs(model, loader, device=device, dtype=dtype, on_features=on_features)
     y = torch.tensor(targets)
     return F.nll_loss(logp, y).item(), (logp.argmax(1) == y).float().mean().item()
 
@@ -118,8 +121,12 @@ class _FoldRun:
     """The moving parts of one fold's training, so that each step below stays short."""
 
     def __init__(self, data: FoldData, config: TrainConfig, device: torch.device, workers: int,
-                 checkpoint_path: Path | None):
+                 checkpoint_path: Path | None, features: Path | None = None):
         self.data, self.config, self.device, self.workers = data, config, device, workers
+        self.bank = FeatureBank(features) if features and config.head_epochs else None
+        if self.bank is not None and (config.mixup or config.cutmix):
+            raise ValueError("MixUp and CutMix mix pixels, not features: train the head phase of this model "
+                             "through the backbone (no cached features)")
         self.checkpoint_path, self.pre = checkpoint_path, preprocessing(config)
         self.dtype = resolve_precision(config.precision, device)
         self.key = checkpoint_key(asdict(config), data.classes, data.train_ids)
@@ -154,21 +161,37 @@ class _FoldRun:
             self.schedule.load_state_dict(self.resumed["schedule"])
             self.scaler.load_state_dict(self.resumed["scaler"])
 
+    def _feature_loaders(self, epoch: int, generator: torch.Generator):
+        """(train, validation) loaders of cached features for a head epoch."""
+        bank, data, batch = self.bank, self.data, self.config.batch_size
+        train = TensorDataset(bank.train_view(epoch, bank.rows(data.train_ids)), torch.tensor(data.train_targets))
+        val = TensorDataset(bank.eval[bank.rows(data.val_ids)], torch.tensor(data.val_targets, dtype=torch.long))
+        return (make_loader(train, batch_size=batch, shuffle=True, workers=0, device=self.device,
+                            drop_last=self.drop_last, generator=generator),
+                make_loader(val, batch_size=batch * 2, shuffle=False, workers=0, device=self.device))
+
     def run_epoch(self, epoch: int) -> dict:
         """Train and validate 0-based ``epoch``; returns its history row."""
         t0, seed = time.perf_counter(), _epoch_seed(self.config.seed, epoch)
         torch.manual_seed(seed)
-        loader = make_loader(self.train_set, batch_size=self.config.batch_size, shuffle=True,
-                             workers=self.workers, device=self.device, drop_last=self.drop_last,
-                             generator=torch.Generator().manual_seed(seed))
+        generator = torch.Generator().manual_seed(seed)
+        on_features = self.phase == "head" and self.bank is not None
+        if on_features:
+            loader, val_loader = self._feature_loaders(epoch, generator)
+        else:
+            loader = make_loader(self.train_set, batch_size=self.config.batch_size, shuffle=True,
+                                 workers=self.workers, device=self.device, drop_last=self.drop_last,
+                                 generator=generator)
+            val_loader = self.val_loader
         lrs = [g["lr"] for g in self.optimizer.param_groups]
         train_loss = run_epoch(self.model, loader, self.optimizer, self.schedule, self.scaler, device=self.device,
                                dtype=self.dtype, frozen_backbone=self.phase == "head", mixer=self.mixer,
-                               label_smoothing=self.config.label_smoothing)
-        val_loss, val_acc = _evaluate(self.model, self.val_loader, self.data.val_targets, device=self.device,
-                                      dtype=self.dtype)
+                               label_smoothing=self.config.label_smoothing, on_features=on_features)
+        val_loss, val_acc = _evaluate(self.model, val_loader, self.data.val_targets, device=self.device,
+                                      dtype=self.dtype, on_features=on_features)
         return {"epoch": epoch + 1, "phase": self.phase, "train_loss": train_loss, "val_loss": val_loss,
-                "val_accuracy": val_acc, "lr": lrs[0], "lr_stem": lrs[-1], "seconds": time.perf_counter() - t0}
+                "val_accuracy": val_acc, "lr": lrs[0], "lr_stem": lrs[-1], "seconds": time.perf_counter() - t0,
+                "on_features": on_features}
 
     def record(self, row: dict) -> None:
         """Add an epoch's row, keep best and snapshot models as configured, then checkpoint."""
@@ -190,15 +213,17 @@ class _FoldRun:
 
 
 def train_fold(data: FoldData, config: TrainConfig, *, device: torch.device, workers: int,
-               checkpoint_path: Path, model_path: Path, history_path: Path, metrics_path: Path) -> dict:
-    """Train (or resume) one fold's model and write its model file, history table and metrics."""
+               checkpoint_path: Path, model_path: Path, history_path: Path, metrics_path: Path,
+               features: Path | None = None) -> dict:
+    """Train (or resume) one fold's model and write its model file, history table and metrics; with
+    ``features`` (``ensemble.features``) the head phase trains on the frozen backbone's cached features."""
     if config.total_epochs < 1:
         raise ValueError("head_epochs + epochs must be at least 1")
     if not len(data.val_images) and (config.keep == "best" or config.patience > 0):
         raise ValueError("training on every labelled image (refit) has no validation set to choose an epoch "
                          "by: use keep: last and patience: 0 for a model with refit: true")
     started = time.perf_counter()
-    run = _FoldRun(data, config, device, workers, checkpoint_path)
+    run = _FoldRun(data, config, device, workers, checkpoint_path, features)
     stopped = should_stop(config, run.state.history)
     for epoch in range(run.state.epoch, 0 if stopped else config.total_epochs):
         if config.phase(epoch) != run.phase:
@@ -225,6 +250,21 @@ def find_lr(data: FoldData, config: TrainConfig, *, device: torch.device, worker
     table = lr_range_test(run.model, loader, optimizer, device=device, dtype=run.dtype,
                           frozen_backbone=phase == "head", num_steps=num_steps)
     return table, suggest_lr(table)
+
+
+def features_for(images: Images, ids: list[str], config: TrainConfig, *, views: int, device: torch.device,
+                 workers: int) -> dict:
+    """The frozen starting backbone's features of every image (``ensemble.features``), shared by all folds of
+    a model: the network every fold starts its head phase from."""
+    torch.manual_seed(config.seed)
+    model = build_model(config.backbone, n_classes=1, hidden=[], weights=config.weights)
+    model.to(device, memory_format=torch.channels_last)
+    pre = preprocessing(config)
+    return compute_features(model, images, ids, train_transform=train_transform(pre["size"], pre["crop_pct"],
+                                                                                  config.augment),
+                            eval_transform=eval_transform(pre["size"], pre["crop_pct"]), views=views,
+                            seed=config.seed, device=device, dtype=resolve_precision(config.precision, device),
+                            batch_size=config.batch_size * 2, workers=workers)
 
 
 def _finish(run: _FoldRun, started: float, paths: dict[str, Path]) -> dict:

@@ -61,4 +61,4 @@ def fold_data(tiny_dataset):
     index = {c: i for i, c in enumerate(classes)}
     return FoldData(classes, train["id"].tolist(), [layout.train_image(i) for i in train["id"]],
                     train["breed"].map(index).tolist(), [layout.train_image(i) for i in val["id"]],
-                    val["breed"].map(index).tolist())
+                    val["breed"].map(index).tolist(), val["id"].tolist())

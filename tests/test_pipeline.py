@@ -273,3 +273,15 @@ def test_the_ablation_trains_its_rows_on_the_runs_folds_and_only_the_last_uses_t
                          commands).group(0)
     assert "--head-epochs 0" in baseline and "--epochs 2" in baseline and "--augment none" in baseline
     assert "--folds results/tiny/folds/folds.csv" in baseline  # the run's own folds, not new ones
+
+
+def test_a_head_phase_plans_one_features_job_that_every_fold_reads(run_dir, tmp_path):
+    override = tmp_path / "head.yaml"
+    override.write_text(yaml.safe_dump({"models": {"r18": {"head_epochs": 1}}}))
+    args = ("--configfile", str(run_dir / "config.yaml"), str(override))
+    plan = planned_jobs(run_dir, *args)
+    assert plan["features"] == 1 and plan["train"] == 3 and plan["refit"] == 1
+    commands = snakemake(run_dir, "--dry-run", "--printshellcmds", *args).stdout
+    assert commands.count(f"--features results/{RUN}/features/r18/features.pt") == 4  # 3 folds + the refit
+    override.write_text(yaml.safe_dump({"models": {"r18": {"head_epochs": 1, "mixup": 0.2}}}))
+    assert "features" not in planned_jobs(run_dir, *args)  # MixUp mixes pixels: through the backbone

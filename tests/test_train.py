@@ -37,7 +37,7 @@ def test_outputs_describe_the_training(fold_data, tmp_path):
     metrics, saved, paths = _train(fold_data, tmp_path)
     history = pd.read_csv(paths["history_path"])
     assert list(history.columns) == ["epoch", "phase", "train_loss", "val_loss", "val_accuracy", "lr",
-                                      "lr_stem", "seconds"]
+                                      "lr_stem", "seconds", "on_features"]
     assert history["epoch"].tolist() == [1, 2]
     assert metrics["epoch_kept"] == 2 and metrics["optimistic"] is False
     assert metrics["val_log_loss"] == pytest.approx(history["val_loss"].iloc[-1])

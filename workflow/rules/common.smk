@@ -118,11 +118,20 @@ def unflagged(path):
     return stored.query.removeprefix(prefix).lstrip(posixpath.sep)
 
 
+FEATURE_KEYS = ("backbone", "weights", "image_size", "augment", "precision", "seed", "batch_size")
+
+
 def train_flags(wildcards):
     """The model's hyperparameters as shell-quoted `python -m ensemble train` flags (a param: edits rerun)."""
-    settings = model_config(wildcards.model)
+    return _flags(wildcards.model, None)
+
+
+def _flags(name, keys):
+    settings = model_config(name)
     flags = []
     for key, value in settings.items():
+        if keys is not None and key not in keys:
+            continue
         if value is None or value == "auto" and key == "lr":  # library default / the LR finder's rate
             continue
         values = value if isinstance(value, list) else [value]
@@ -206,6 +215,29 @@ def cache_input(wildcards):
 def cache_flag(wildcards, input):
     """`--cache DIR` when the job reads the decode-once cache."""
     return f"--cache {shlex.quote(os.path.dirname(input.cache[0]))}" if input.cache else ""
+
+
+def feature_flags(wildcards):
+    """The settings the cached features depend on, as flags: editing anything else leaves them valid."""
+    return _flags(wildcards.model, FEATURE_KEYS)
+
+
+def uses_features(name):
+    """Whether a member's head phase trains on cached features."""
+    settings = model_config(name)
+    return (config["train"]["features"] and settings["head_epochs"] > 0 and not settings["mixup"]
+            and not settings["cutmix"])
+
+
+def features_input(wildcards):
+    """Input function: the member's cached features, when its head phase uses them."""
+    if not uses_features(wildcards.model):
+        return []
+    return expand(unflagged(rules.features.output.features), model=wildcards.model)
+
+
+def features_flag(wildcards, input):
+    return f"--features {shlex.quote(input.features[0])}" if input.features else ""
 
 
 def predict_tta(wildcards):

@@ -34,12 +34,42 @@ rule lr_find:
         " > {log:q} 2>&1"
 
 
+rule features:
+    input:
+        sample=rules.check_inputs.input.sample,
+        cache=cache_input,
+    output:
+        features=f"{RESULTS}/features/{{model}}/features.pt",
+    params:
+        data=data_dir,
+        flags=feature_flags,
+        views=config["train"]["feature_views"],
+        device=config["train"]["device"],
+        workers=config["train"]["workers"],
+        cache=cache_flag,
+        deterministic=config["train"]["deterministic"],
+    threads: 4
+    resources:
+        gpu=gpus_per_job(),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/features/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/features/{{model}}.tsv"
+    shell:
+        "python -m ensemble features --data {params.data:q} {params.flags} --views {params.views}"
+        " --device {params.device} --threads {threads} --workers {params.workers} {params.cache}"
+        " --deterministic {params.deterministic} --out {output.features:q} > {log:q} 2>&1"
+
+
 rule train:
     input:
         folds=rules.folds.output.folds,
         sample=rules.check_inputs.input.sample,
         lr=lr_finder_result,
         cache=cache_input,
+        features=features_input,
     output:
         model=f"{RESULTS}/train/{{model}}/fold{{fold}}/model.pt",
         history=f"{RESULTS}/train/{{model}}/fold{{fold}}/history.csv",
@@ -48,6 +78,7 @@ rule train:
         data=data_dir,
         flags=train_flags,
         lr_from=lr_from_flag,
+        features=features_flag,
         split="--fold {fold}",
         device=config["train"]["device"],
         workers=config["train"]["workers"],
@@ -65,7 +96,7 @@ rule train:
         f"{RESULTS}/benchmarks/train/{{model}}/fold{{fold}}.tsv"
     shell:
         "python -m ensemble train --data {params.data:q} --folds {input.folds:q} {params.split}"
-        " {params.flags} {params.lr_from} --device {params.device} --threads {threads}"
+        " {params.flags} {params.lr_from} {params.features} --device {params.device} --threads {threads}"
         " --workers {params.workers} {params.cache} --deterministic {params.deterministic}"
         " --checkpoint {params.checkpoint:q}"
         " --out-model {output.model:q} --out-history {output.history:q} --out-metrics {output.metrics:q}"
