@@ -18,6 +18,8 @@ rule ablation_table:
         CONDA_ENV
     log:
         f"{LOGS}/ablation.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/ablation.tsv"
     shell:
         "python -m ensemble ablation --scores {input.scores:q} --train-benchmarks {input.train_benchmarks:q}"
         " --oof {input.oof:q} --changes-json {params.changes:q} --out-table {output.table:q}"

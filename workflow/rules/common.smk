@@ -236,6 +236,11 @@ def features_input(wildcards):
     return expand(unflagged(rules.features.output.features), model=wildcards.model)
 
 
+def feature_views(wildcards):
+    """Augmented views to cache: `train.feature_views`, but no more than the head epochs that use them."""
+    return min(config["train"]["feature_views"], model_config(wildcards.model)["head_epochs"])
+
+
 def features_flag(wildcards, input):
     return f"--features {shlex.quote(input.features[0])}" if input.features else ""
 

@@ -17,6 +17,8 @@ rule demo_data:
         CONDA_ENV
     log:
         "logs/demo_data.log",
+    benchmark:
+        "logs/benchmarks/demo_data.tsv"
     shell:
         "python -m ensemble demo-data --out {params.out:q} --classes {params.classes} --train {params.train}"
         " --test {params.test} --size {params.size} --seed {params.seed} > {log:q} 2>&1"
@@ -36,6 +38,8 @@ rule check_inputs:
         CONDA_ENV
     log:
         f"{LOGS}/check_inputs.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/check_inputs.tsv"
     shell:
         "python -m ensemble check-inputs --data {params.data:q} --k {params.k} --threads {threads}"
         " --out {output.report:q} > {log:q} 2>&1"
@@ -54,6 +58,8 @@ rule folds:
         CONDA_ENV
     log:
         f"{LOGS}/folds.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/folds.tsv"
     shell:
         "python -m ensemble folds --labels {input.labels:q} --k {params.k} --seed {params.seed}"
         " --out {output.folds:q} > {log:q} 2>&1"

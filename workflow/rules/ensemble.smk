@@ -17,6 +17,8 @@ rule average:
         CONDA_ENV
     log:
         f"{LOGS}/average/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/average/{{model}}.tsv"
     shell:
         "python -m ensemble average --oof {input.oof:q} --test {input.test:q}"
         " --fold-scores {input.fold_scores:q} {params.refit} --out-oof {output.oof:q}"
@@ -38,6 +40,8 @@ rule blend:
         groups=member_groups(),
     log:
         f"{LOGS}/blend.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/blend.tsv"
     shell:
         "python -m ensemble blend --weights {params.weights} --groups {params.groups:q} --oof {input.oof:q}"
         " --test {input.test:q}"
@@ -67,6 +71,8 @@ rule postprocess:
         CONDA_ENV
     log:
         f"{LOGS}/postprocess.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/postprocess.tsv"
     shell:
         "python -m ensemble postprocess --models {params.models:q} --oof {input.oof:q} --test {input.test:q}"
         " --blend-scores {input.blend:q} --refit-models {params.refit_models:q} --refit-test {input.refits:q}"
@@ -96,6 +102,8 @@ rule plots:
         CONDA_ENV
     log:
         f"{LOGS}/plots.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/plots.tsv"
     shell:
         "python -m ensemble plots --models {params.models:q} --histories {input.histories:q}"
         " --raw-oof {input.raw:q} --post-oof {input.post:q} --out-curves {output.curves:q}"
@@ -116,6 +124,8 @@ rule submit:
         CONDA_ENV
     log:
         f"{LOGS}/submit.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/submit.tsv"
     shell:
         "python -m ensemble submit --probs {input.probs:q} --sample {input.sample:q} --floor {params.floor}"
         " --ceiling {params.ceiling} --out {output.submission:q} > {log:q} 2>&1"
@@ -133,6 +143,8 @@ rule score:
         CONDA_ENV
     log:
         f"{LOGS}/score.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/score.tsv"
     shell:
         "python -m ensemble score {input.submission:q} {input.answers:q} --members {input.members:q}"
         " {input.refits:q}"

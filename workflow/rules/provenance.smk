@@ -11,6 +11,8 @@ rule provenance:
         CONDA_ENV
     log:
         f"{LOGS}/provenance.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/provenance.tsv"
     shell:
         "python -m ensemble provenance --config-json {params.config:q} --out-config {output.config:q}"
         " --out-versions {output.versions:q} > {log:q} 2>&1"

@@ -26,6 +26,8 @@ rule lr_find:
         CONDA_ENV
     log:
         f"{LOGS}/lr_find/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/lr_find/{{model}}.tsv"
     shell:
         "python -m ensemble lr-find --data {params.data:q} --folds {input.folds:q} --fold 0 {params.flags}"
         " --device {params.device} --threads {threads} --workers {params.workers} {params.cache}"
@@ -43,7 +45,7 @@ rule features:
     params:
         data=data_dir,
         flags=feature_flags,
-        views=config["train"]["feature_views"],
+        views=feature_views,
         device=config["train"]["device"],
         workers=config["train"]["workers"],
         cache=cache_flag,

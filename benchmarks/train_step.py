@@ -1,0 +1,81 @@
+"""The pipeline's training step vs a bare PyTorch loop on the same model and batches.
+
+    python benchmarks/train_step.py [--repeats 7] [--steps 6] [--size 112] [--batch 32] [--threads 2]
+
+Pipeline: ``ensemble.loops.run_epoch`` (uint8 batches normalised inside the model, log-softmax + NLL, grad
+scaler, per-batch schedule step, loss read back, progress bar) on ``ensemble.models.build_model``. Bare:
+``model(x)``, ``F.cross_entropy``, ``backward``, ``step`` on batches normalised beforehand (its best case).
+Both use bf16 autocast and channels_last where this CPU supports them, and the same batches in memory, so
+the difference is the step's own overhead. Interleaved rounds; the table gives the median and spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+from _bench import interleaved, print_table, spread, timed
+
+from ensemble.loops import autocast, run_epoch
+from ensemble.models import build_model
+from ensemble.schedule import Cosine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=6, help="batches per timed run")
+    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    a = parser.parse_args()
+    torch.set_num_threads(a.threads)
+    cpu = torch.device("cpu")
+    dtype = torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randint(0, 256, (a.batch, 3, a.size, a.size), dtype=torch.uint8, generator=g),
+                torch.randint(0, 10, (a.batch,), generator=g)) for _ in range(a.steps)]
+
+    def fresh():
+        torch.manual_seed(0)
+        model = build_model("resnet18", n_classes=10, hidden=[4096]).to(memory_format=torch.channels_last)
+        return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+    model_p, opt_p = fresh()
+    schedule = Cosine(opt_p, a.steps * (a.repeats + 1))
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+
+    def pipeline() -> float:
+        return timed(lambda: run_epoch(model_p, batches, opt_p, schedule, scaler, device=cpu, dtype=dtype,
+                                       frozen_backbone=False)) / a.steps
+
+    model_b, opt_b = fresh()
+    normalised = [(model_b.normalise(x).contiguous(memory_format=torch.channels_last), y) for x, y in batches]
+    head_only = model_b.head
+
+    def bare_step(x, y):
+        with autocast(cpu, dtype):
+            logits = head_only(model_b.backbone(x))
+        loss = F.cross_entropy(logits.float(), y)
+        opt_b.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_b.step()
+
+    def bare() -> float:
+        model_b.train()
+        return timed(lambda: [bare_step(x, y) for x, y in normalised]) / a.steps
+
+    pipeline(), bare()  # warm-up
+    runs = interleaved({"pipeline": pipeline, "bare": bare}, a.repeats)
+    ratio = [p / b for p, b in zip(runs["pipeline"], runs["bare"])]
+    ms = {k: [v * 1000 for v in vs] for k, vs in runs.items()}
+    print_table(f"Training step, ResNet-18 + fc 4096 head, batch {a.batch} x {a.size} px, "
+                f"{'bf16 + ' if dtype else ''}channels_last, {a.threads} threads; {a.repeats} interleaved rounds "
+                f"of {a.steps} steps, median (min-max)", ["loop", "ms per step"],
+                [["bare PyTorch", spread(ms["bare"])], ["pipeline (run_epoch)", spread(ms["pipeline"])],
+                 ["pipeline / bare", spread(ratio, "{:.3f}")]])
+
+
+if __name__ == "__main__":
+    main()
