@@ -24,7 +24,6 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from torchvision.transforms.v2 import functional as TF
 
 from ensemble.layout import Layout, load_rgb, read_labels, read_sample_ids
 
@@ -39,7 +38,10 @@ def cache_side(image_size: int) -> int:
 
 
 def decode_square(path: Path, side: int) -> np.ndarray:
-    """(side, side, 3) uint8: the image decoded, its shorter side resized to ``side``, centre-cropped."""
+    """(side, side, 3) uint8: the image decoded, its shorter side resized to ``side``, centre-cropped (by the
+    same torchvision functions as the eval transform, so the cache equals its input)."""
+    from torchvision.transforms.v2 import functional as TF  # here: the workflow imports cache_side at load
+
     image = TF.center_crop(TF.resize(load_rgb(path), side, antialias=True), [side, side])
     return np.asarray(image, dtype=np.uint8)
 

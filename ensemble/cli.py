@@ -532,7 +532,8 @@ def add_ablation(sub) -> None:
 
 
 def run_ablation(a) -> None:
-    from ensemble.ablation import TRAINED, ablation_table, markdown
+    from ensemble.ablation import TRAINED
+    from ensemble.ablation_table import ablation_table, markdown
 
     k = len(a.oof)
     if len(a.scores) != k * len(TRAINED) or len(a.train_benchmarks) != len(a.scores):

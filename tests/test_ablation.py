@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ensemble.ablation import STEPS, TRAINED, ablation_table, cross_fitted_clip, describe, markdown, variants
+from ensemble.ablation import STEPS, TRAINED, describe, variants
+from ensemble.ablation_table import ablation_table, cross_fitted_clip, markdown
 from ensemble.metrics import kaggle_log_loss
 from ensemble.postprocess import clip_renormalise, fit_clip
 

@@ -262,7 +262,8 @@ def test_the_ablation_trains_its_rows_on_the_runs_folds_and_only_the_last_uses_t
     override.write_text(yaml.safe_dump({"ablation": {"two_phase": {"head_epochs": 1, "lr_groups": 2},
                                                      "sgdr": {"cycle_epochs": 1}}}))
     args = ("ablation", "--configfile", str(run_dir / "config.yaml"), str(override))
-    assert planned_jobs(run_dir, *args) == {"train": 12, "predict": 12, "ablation_table": 1, "ablation": 1}
+    assert planned_jobs(run_dir, *args) == {"train": 12, "predict": 12, "ablation_table": 1, "ablation": 1,
+                                            "features": 3}  # the rows with a head phase
     done = snakemake(run_dir, "--dry-run", "--printshellcmds", *args)
     commands = done.stdout
     tta = {member: views for views, member in re.findall(
