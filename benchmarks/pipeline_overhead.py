@@ -72,8 +72,8 @@ def _demo(work: Path, cores: int) -> dict:
     rows = []
     for tsv in sorted((work / "results" / "demo" / "benchmarks").rglob("*.tsv")) + [
             work / "logs" / "benchmarks" / "demo_data.tsv"]:
-        rule = tsv.relative_to(work).parts[3] if "results" in tsv.parts else "demo_data"
-        rule = rule.removesuffix(".tsv")
+        parts = tsv.relative_to(work).parts  # results/demo/benchmarks/<rule>[/...].tsv, or logs/benchmarks/...
+        rule = parts[3].removesuffix(".tsv") if parts[0] == "results" else "demo_data"
         b = pd.read_csv(tsv, sep="\t").iloc[0]
         rows.append({"rule": rule, "s": float(b["s"]), "max_rss_mb": float(b["max_rss"])})
     busy, _ = _busy_seconds(max((work / ".snakemake" / "log").glob("*.log")))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
 
 from ensemble.layout import ID, LABEL
 
@@ -28,6 +27,8 @@ def assign_folds(labels: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
     if len(small):
         listed = ", ".join(f"{c} ({n})" for c, n in small.items())
         raise ValueError(f"classes with fewer than k={k} images: {listed}; lower folds.k or add images")
+    from sklearn.model_selection import StratifiedKFold  # here: every training job imports this module
+
     table = labels[[ID, LABEL]].sort_values(ID, kind="stable").reset_index(drop=True)
     fold = np.empty(len(table), dtype=np.int64)
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
