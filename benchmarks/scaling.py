@@ -7,6 +7,8 @@ training job (`python -m ensemble train --cache ...`, ResNet-18 at 64 px, k = 5)
 while this script samples /proc/<pid>/status every 20 ms for the peak resident set (VmHWM) and peak anonymous
 memory (RssAnon: heap, not the memory-mapped cache). Sizes run interleaved, `--repeats` rounds. The last
 table fits RssAnon against the number of images: its slope is the memory a fold needs per 1,000 more images.
+Peak RssAnon moves by tens of MB from run to run with 2 threads (allocator arenas, oneDNN scratch); for the
+slope, `MALLOC_ARENA_MAX=1 python benchmarks/scaling.py --threads 1` is the least noisy.
 """
 
 from __future__ import annotations
