@@ -18,13 +18,12 @@ from _bench import DOGS10, REPO, interleaved, photo_set, print_table, spread, ti
 from torch.utils.data import TensorDataset
 
 from ensemble.cache import ImageCache, build_cache, cache_side
-from ensemble.data import image_dataset, make_loader
+from ensemble.data import image_dataset, make_loader, source
 from ensemble.features import backbone_features
 from ensemble.finetune import freeze_backbone
 from ensemble.layout import Layout, read_labels
 from ensemble.loops import run_epoch
 from ensemble.models import build_model
-from ensemble.predict import source
 from ensemble.schedule import Cosine
 from ensemble.transforms import train_transform
 

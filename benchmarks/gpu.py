@@ -20,10 +20,9 @@ import torch.nn.functional as F
 from _bench import REPO, print_table, synthetic_set
 
 from ensemble.cache import ImageCache, build_cache, cache_side
-from ensemble.data import image_dataset, make_loader
+from ensemble.data import image_dataset, make_loader, source
 from ensemble.layout import Layout, read_labels
 from ensemble.models import build_model
-from ensemble.predict import source
 from ensemble.transforms import train_transform
 
 

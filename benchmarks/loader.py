@@ -17,11 +17,10 @@ import torch
 from _bench import DOGS10, REPO, interleaved, photo_set, print_table, spread, timed
 
 from ensemble.cache import ImageCache, build_cache, cache_side
-from ensemble.data import image_dataset, make_loader
+from ensemble.data import image_dataset, make_loader, source
 from ensemble.layout import Layout, read_classes, read_labels
 from ensemble.loops import autocast
 from ensemble.models import build_model
-from ensemble.predict import source
 from ensemble.transforms import train_transform
 
 

@@ -156,9 +156,9 @@ def _cache(a):
 def _fold_data(data_dir: Path, folds_csv: Path, fold: int | None, cache=None):
     """One fold's training and validation images (cache rows when there is a cache); ``fold`` None: every
     labelled image, no validation set."""
+    from ensemble.data import source
     from ensemble.folds import split
     from ensemble.layout import ID, LABEL, Layout, read_classes
-    from ensemble.predict import source
     from ensemble.train import FoldData
 
     layout = Layout(data_dir)
@@ -214,8 +214,8 @@ def add_features(sub) -> None:
 
 def run_features(a) -> None:
     from ensemble.atomic import torch_save
+    from ensemble.data import source
     from ensemble.layout import Layout, read_labels
-    from ensemble.predict import source
     from ensemble.train import features_for
 
     device = _runtime(a)

@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ensemble.cache import CacheRows
-from ensemble.layout import load_rgb
+from ensemble.cache import CacheRows, ImageCache
+from ensemble.layout import Layout, load_rgb
 
 Images = Sequence[Path] | CacheRows  # image files, or rows of a cached split
 
@@ -57,6 +57,14 @@ class CachedImages(Dataset):
         # PIL, like the files: its crops and resizes of small images cost a fraction of torch's per-image ops
         square = Image.fromarray(np.asarray(self._array[self.source.rows[i]]))
         return self.transform(square), self.targets[i]
+
+
+def source(layout: Layout, cache: ImageCache | None, split: str, ids: list[str]) -> Images:
+    """Where a split's images are read from: the decode-once cache when there is one, else the files."""
+    if cache is not None:
+        return cache.rows(split, ids)
+    image = layout.train_image if split == "train" else layout.test_image
+    return [image(i) for i in ids]
 
 
 def image_dataset(images: Images, targets: Sequence[int] | None, transform: Callable) -> Dataset:

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from ensemble.cache import ImageCache
-from ensemble.data import Images, image_dataset, make_loader
+from ensemble.data import Images, image_dataset, make_loader, source
 from ensemble.device import resolve_precision
 from ensemble.folds import FOLD, split
 from ensemble.layout import ID, LABEL, Layout
@@ -77,14 +77,6 @@ def predict_views(model, saved: dict, images: Images, states: list[dict], views:
 def mean_probs(by_view: dict[str, np.ndarray]) -> np.ndarray:
     """TTA: the mean of the views' probabilities (not logits)."""
     return sum(by_view.values()) / len(by_view)
-
-
-def source(layout: Layout, cache: ImageCache | None, split: str, ids: list[str]) -> Images:
-    """Where a split's images are read from: the decode-once cache when there is one, else the files."""
-    if cache is not None:
-        return cache.rows(split, ids)
-    image = layout.train_image if split == "train" else layout.test_image
-    return [image(i) for i in ids]
 
 
 def _test_table(model, saved: dict, images: Images, test_ids: list[str], states: list[dict], tta, args: dict,

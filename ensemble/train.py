@@ -127,6 +127,8 @@ class _FoldRun:
         if self.bank is not None and (config.mixup or config.cutmix):
             raise ValueError("MixUp and CutMix mix pixels, not features: train the head phase of this model "
                              "through the backbone (no cached features)")
+        if self.bank is not None:  # looked up once: every head epoch reads the same rows
+            self.feature_rows = (self.bank.rows(data.train_ids), self.bank.rows(data.val_ids))
         self.checkpoint_path, self.pre = checkpoint_path, preprocessing(config)
         self.dtype = resolve_precision(config.precision, device)
         self.key = checkpoint_key(asdict(config), data.classes, data.train_ids)
@@ -164,8 +166,9 @@ class _FoldRun:
     def _feature_loaders(self, epoch: int, generator: torch.Generator):
         """(train, validation) loaders of cached features for a head epoch."""
         bank, data, batch = self.bank, self.data, self.config.batch_size
-        train = TensorDataset(bank.train_view(epoch, bank.rows(data.train_ids)), torch.tensor(data.train_targets))
-        val = TensorDataset(bank.eval[bank.rows(data.val_ids)], torch.tensor(data.val_targets, dtype=torch.long))
+        train_rows, val_rows = self.feature_rows
+        train = TensorDataset(bank.train_view(epoch, train_rows), torch.tensor(data.train_targets))
+        val = TensorDataset(bank.eval[val_rows], torch.tensor(data.val_targets, dtype=torch.long))
         return (make_loader(train, batch_size=batch, shuffle=True, workers=0, device=self.device,
                             drop_last=self.drop_last, generator=generator),
                 make_loader(val, batch_size=batch * 2, shuffle=False, workers=0, device=self.device))
