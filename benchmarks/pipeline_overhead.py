@@ -5,68 +5,69 @@ that is scheduling, process start-up and imports rather than compute.
 
 Each round runs the README's demo (`snakemake --cores N` with the repository's config.yaml) from scratch in a
 fresh folder under results/benchmarks/, then measures, interleaved with the runs:
-- process start-up + imports of a job: `python -c "import <what a torch job imports>"` and the same for the
-  light jobs (pandas, the package), each job charged the probe of its kind;
-- idle time: wall time when no job was running (Snakemake's start-up, DAG building, scheduling between jobs),
-  from the job start and finish times in Snakemake's log.
-Non-compute share = (idle + sum of the jobs' start-up and imports) / wall.
+- each job's interval: it ends when Snakemake writes its benchmark file (the file's mtime) and starts the
+  benchmark's seconds before that;
+- each job's start-up: `python -c "import <what the job's verb imports>"`, probed per kind of job (a torch
+  job, the cache, the folds, the plots, the light table jobs);
+- a job computes from the end of its start-up to its end.
+Non-compute share = the part of the demo's wall time (from launching Snakemake to its exit) during which no
+job was computing: Snakemake's start-up, DAG building and scheduling between jobs, and start-ups not hidden
+behind another job's compute. With one job at a time this is idle time + the sum of the jobs' start-ups.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import subprocess
 import sys
 import time
 from collections import defaultdict
-from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 from _bench import REPO, interleaved, print_table, spread, timed
 
-TORCH_RULES = {"train", "predict", "refit", "predict_refit", "lr_find", "features", "cache"}
+TORCH_RULES = {"train", "predict", "refit", "predict_refit", "lr_find", "features"}
 PROBES = {"torch": "import ensemble.cli, ensemble.train, ensemble.predict, ensemble.features",
-          "light": "import ensemble.cli, ensemble.finalize, ensemble.blend, ensemble.submission"}
+          "cache": "import ensemble.cli, ensemble.cache",
+          "folds": "import ensemble.cli, ensemble.folds, ensemble.layout, sklearn.model_selection",
+          "plots": "import ensemble.cli, ensemble.plots, matplotlib.pyplot",
+          "light": "import ensemble.cli, ensemble.finalize, ensemble.blend, ensemble.submission, "
+                   "ensemble.postprocess, ensemble.scoring, ensemble.inputs, ensemble.demo_data"}
+
+
+def _kind(rule: str) -> str:
+    return "torch" if rule in TORCH_RULES else rule if rule in PROBES else "light"
 
 
 def _probe(kind: str) -> float:
     return timed(lambda: subprocess.run([sys.executable, "-c", PROBES[kind]], check=True, cwd=REPO))
 
 
-def _busy_seconds(log: Path) -> tuple[float, list[tuple[datetime, datetime]]]:
-    """Seconds during which at least one job ran, from the job start/finish stamps of a Snakemake log."""
-    text = log.read_text()
-    stamp = r"\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]"
-    starts, ends = {}, {}
-    for m in re.finditer(stamp + r"\n(?:localrule|rule) (\w+):\n(?:.*\n)*?\s+jobid: (\d+)", text):
-        starts[m[3]] = datetime.strptime(m[1], "%a %b %d %H:%M:%S %Y")
-    for m in re.finditer(stamp + r"\nFinished jobid: (\d+)", text):
-        ends[m[2]] = datetime.strptime(m[1], "%a %b %d %H:%M:%S %Y")
-    intervals = sorted((starts[j], ends[j]) for j in starts if j in ends)
-    busy, current = 0.0, None
-    for a, b in intervals:
+def _union(intervals: list[tuple[float, float]]) -> float:
+    """Seconds covered by at least one of the (start, end) intervals."""
+    covered, current = 0.0, None
+    for a, b in sorted(i for i in intervals if i[1] > i[0]):
         if current is None or a > current[1]:
             if current:
-                busy += (current[1] - current[0]).total_seconds()
+                covered += current[1] - current[0]
             current = [a, b]
         else:
             current[1] = max(current[1], b)
     if current:
-        busy += (current[1] - current[0]).total_seconds()
-    return busy, intervals
+        covered += current[1] - current[0]
+    return covered
 
 
 def _demo(work: Path, cores: int) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     shutil.copy(REPO / "config.yaml", work / "config.yaml")
-    started = time.perf_counter()
+    launched = time.time()
     done = subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", str(cores)],
                           capture_output=True, text=True)
-    wall = time.perf_counter() - started
+    exited = time.time()
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
     rows = []
@@ -74,10 +75,11 @@ def _demo(work: Path, cores: int) -> dict:
             work / "logs" / "benchmarks" / "demo_data.tsv"]:
         parts = tsv.relative_to(work).parts  # results/demo/benchmarks/<rule>[/...].tsv, or logs/benchmarks/...
         rule = parts[3].removesuffix(".tsv") if parts[0] == "results" else "demo_data"
-        b = pd.read_csv(tsv, sep="\t").iloc[0]
-        rows.append({"rule": rule, "s": float(b["s"]), "max_rss_mb": float(b["max_rss"])})
-    busy, _ = _busy_seconds(max((work / ".snakemake" / "log").glob("*.log")))
-    return {"wall": wall, "jobs": pd.DataFrame(rows), "busy": busy}
+        seconds = float(pd.read_csv(tsv, sep="\t").iloc[0]["s"])
+        end = tsv.stat().st_mtime - launched
+        rows.append({"rule": rule, "s": seconds, "start": end - seconds, "end": end,
+                     "max_rss_mb": float(pd.read_csv(tsv, sep="\t").iloc[0]["max_rss"])})
+    return {"wall": exited - launched, "jobs": pd.DataFrame(rows)}
 
 
 def main() -> None:
@@ -92,18 +94,18 @@ def main() -> None:
         runs.append(_demo(work, a.cores))
         return runs[-1]["wall"]
 
-    probes = interleaved({"demo": demo, "torch": lambda: _probe("torch"), "light": lambda: _probe("light")},
-                         a.repeats)
-    torch_probe, light_probe = (pd.Series(probes[k]).median() for k in ("torch", "light"))
+    probes = interleaved({"demo": demo, **{kind: (lambda k=kind: _probe(k)) for kind in PROBES}}, a.repeats)
+    startup = {kind: pd.Series(probes[kind]).median() for kind in PROBES}
     per_rule = defaultdict(lambda: {"jobs": 0, "s": [], "rss": []})
-    shares, idles, startups = [], [], []
+    shares, idles, startups, hidden = [], [], [], []
     for run in runs:
-        jobs = run["jobs"]
-        startup = sum(torch_probe if r in TORCH_RULES else light_probe for r in jobs["rule"])
-        idle = max(0.0, run["wall"] - run["busy"])
-        shares.append(100 * (idle + startup) / run["wall"])
-        idles.append(idle)
-        startups.append(startup)
+        jobs = run["jobs"].assign(startup=lambda d: [startup[_kind(r)] for r in d["rule"]])
+        busy = _union(list(zip(jobs["start"], jobs["end"])))
+        computing = _union(list(zip(jobs["start"] + jobs["startup"], jobs["end"])))
+        idles.append(run["wall"] - busy)
+        startups.append(jobs["startup"].sum())
+        hidden.append(jobs["startup"].sum() - (busy - computing))
+        shares.append(100 * (run["wall"] - computing) / run["wall"])
         for rule, group in jobs.groupby("rule"):
             per_rule[rule]["jobs"] = len(group)
             per_rule[rule]["s"].append(group["s"].sum())
@@ -114,11 +116,11 @@ def main() -> None:
                  for rule, v in sorted(per_rule.items(), key=lambda kv: -pd.Series(kv[1]["s"]).median())])
     print_table("Where the demo's wall time goes, median (min-max)", ["", "seconds or %"],
                 [["wall time", spread(probes["demo"])],
-                 ["start-up + imports, torch job (probe)", spread(probes["torch"], "{:.2f}")],
-                 ["start-up + imports, light job (probe)", spread(probes["light"], "{:.2f}")],
+                 *[[f"start-up + imports, {kind} job (probe)", spread(probes[kind], "{:.2f}")] for kind in PROBES],
                  ["jobs' start-up + imports, summed", spread(startups)],
+                 ["... of which hidden behind another job's compute", spread(hidden)],
                  ["idle: no job running (Snakemake start-up, DAG, scheduling)", spread(idles)],
-                 ["non-compute share of wall time (%)", spread(shares)]])
+                 ["non-compute share of wall time: no job computing (%)", spread(shares)]])
 
 
 if __name__ == "__main__":

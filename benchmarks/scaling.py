@@ -1,14 +1,20 @@
 """Scaling: wall time and memory of one fold on generated sets of 1k, 2k, 4k and 8k labelled images (64 px).
 
-    python benchmarks/scaling.py [--sizes 1000 2000 4000 8000] [--repeats 2] [--epochs 1] [--threads 2]
+    python benchmarks/scaling.py [--sizes 1000 2000 4000 8000] [--repeats 3] [--epochs 2] [--threads 2]
 
 Each set is the built-in demo generator's (64 px, 10 classes), cached once (73 px squares). One fold's
 training job (`python -m ensemble train --cache ...`, ResNet-18 at 64 px, k = 5) runs as its own process
-while this script samples /proc/<pid>/status every 20 ms for the peak resident set (VmHWM) and peak anonymous
-memory (RssAnon: heap, not the memory-mapped cache). Sizes run interleaved, `--repeats` rounds. The last
-table fits RssAnon against the number of images: its slope is the memory a fold needs per 1,000 more images.
-Peak RssAnon moves by tens of MB from run to run with 2 threads (allocator arenas, oneDNN scratch); for the
-slope, `MALLOC_ARENA_MAX=1 python benchmarks/scaling.py --threads 1` is the least noisy.
+while this script samples /proc/<pid>/status every 20 ms: the peak resident set (VmHWM), and anonymous memory
+(RssAnon: heap, not the memory-mapped cache), both its peak and its level while the fold trains (median and
+95th percentile of the samples from half-way to 90% of the job's wall time; the first seconds are imports and
+set-up). Sizes run interleaved, `--repeats` rounds. The last table fits each against the number of images: the
+slope is the memory a fold needs per 1,000 more images.
+
+Why the level beside the peak: RssAnon moves by 10-30 MB from batch to batch (allocator arenas, oneDNN scratch),
+and the peak is the largest of those swings, so a longer job draws more of them and peaks higher at the same
+level. Measured: 1,000 images for 8 epochs peaked at 731-746 MB, 8,000 images for 1 epoch (the same number
+of steps) at 707-708 MB, with the same training level (~690 MB). `MALLOC_ARENA_MAX=1 python
+benchmarks/scaling.py --threads 1` is the least noisy.
 """
 
 from __future__ import annotations
@@ -62,22 +68,27 @@ def _fold(data: Path, epochs: int, threads: int) -> dict:
                "--out-history", str(out / "h.csv"), "--out-metrics", str(out / "x.json")]
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        peak = {"VmHWM": 0, "RssAnon": 0}
+        peak, anon = {"VmHWM": 0, "RssAnon": 0}, []
         while proc.poll() is None:
-            for key, value in _status(proc.pid).items():
+            status = _status(proc.pid)
+            for key, value in status.items():
                 peak[key] = max(peak[key], value)
+            if "RssAnon" in status:
+                anon.append((time.perf_counter() - started, status["RssAnon"] / 1024))
             time.sleep(0.02)
         wall = time.perf_counter() - started
         if proc.returncode != 0:
             raise SystemExit(proc.stderr.read()[-3000:])
-    return {"wall": wall, "rss_mb": peak["VmHWM"] / 1024, "anon_mb": peak["RssAnon"] / 1024}
+    training = np.array([mb for t, mb in anon if 0.5 * wall <= t <= 0.9 * wall])
+    return {"wall": wall, "rss_mb": peak["VmHWM"] / 1024, "anon_mb": peak["RssAnon"] / 1024,
+            "anon_median": float(np.median(training)), "anon_p95": float(np.percentile(training, 95))}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 4000, 8000])
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     a = parser.parse_args()
     data = {n: _data(n) for n in a.sizes}
@@ -90,21 +101,23 @@ def main() -> None:
         return run
 
     interleaved({f"{n} images": variant(n) for n in a.sizes}, a.repeats)
-    rows = []
-    for n in a.sizes:
-        rs = records[n]
-        rows.append([n, int(n * 0.8), spread([r["wall"] for r in rs]), spread([r["rss_mb"] for r in rs], "{:.0f}"),
-                     spread([r["anon_mb"] for r in rs], "{:.1f}")])
+    columns = {"wall": ("wall s", "{:.1f}"), "rss_mb": ("peak RSS MB", "{:.0f}"),
+               "anon_mb": ("peak RssAnon MB", "{:.1f}"), "anon_median": ("RssAnon training, median MB", "{:.1f}"),
+               "anon_p95": ("RssAnon training, p95 MB", "{:.1f}")}
+    rows = [[n, int(n * 0.8), *[spread([r[key] for r in records[n]], fmt) for key, (_, fmt) in columns.items()]]
+            for n in a.sizes]
     print_table(f"One fold (k = 5, ResNet-18 64 px, {a.epochs} epoch(s), {a.threads} threads, cached 73 px squares); "
                 f"{a.repeats} interleaved rounds, median (min-max)",
-                ["labelled images", "training images", "wall s", "peak RSS MB", "peak RssAnon MB"], rows)
-    sizes = np.array(a.sizes, dtype=float)
-    anon = np.array([np.median([r["anon_mb"] for r in records[n]]) for n in a.sizes])
-    wall = np.array([np.median([r["wall"] for r in records[n]]) for n in a.sizes])
-    anon_slope = np.polyfit(sizes / 1000, anon, 1)[0]
-    wall_slope = np.polyfit(sizes / 1000, wall, 1)[0]
-    print_table("Growth per 1,000 more labelled images (least-squares slope over the sizes)", ["", "per 1,000 images"],
-                [["peak RssAnon (MB)", f"{anon_slope:.2f}"], ["wall (s)", f"{wall_slope:.1f}"]])
+                ["labelled images", "training images", *[title for title, _ in columns.values()]], rows)
+    thousands = np.array(a.sizes, dtype=float) / 1000
+
+    def slope(key: str) -> float:
+        return float(np.polyfit(thousands, [np.median([r[key] for r in records[n]]) for n in a.sizes], 1)[0])
+
+    print_table("Growth per 1,000 more labelled images (least-squares slope of the medians over the sizes)",
+                ["", "per 1,000 images"],
+                [[f"{columns[key][0].removesuffix(' MB').removesuffix(' s')} ({'s' if key == 'wall' else 'MB'})",
+                  f"{slope(key):.2f}"] for key in ("anon_mb", "anon_median", "anon_p95", "rss_mb", "wall")])
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ rule train:
         cache=cache_flag,
         deterministic=config["train"]["deterministic"],
         checkpoint=f"{RESULTS}/checkpoints/{{model}}/fold{{fold}}/checkpoint.pt",
-    threads: 4
+    threads: fold_threads
     resources:
         gpu=gpus_per_job(),
     conda:
@@ -123,7 +123,7 @@ rule predict:
         deterministic=config["train"]["deterministic"],
         batch_size=config["predict"]["batch_size"],
         tta=predict_tta,
-    threads: 4
+    threads: fold_threads
     resources:
         gpu=gpus_per_job(),
     conda:
@@ -169,7 +169,7 @@ rule predict_refit:
         deterministic=config["train"]["deterministic"],
         batch_size=config["predict"]["batch_size"],
         tta=config["predict"]["tta"],
-    threads: 4
+    threads: fold_threads
     resources:
         gpu=gpus_per_job(),
     conda:
