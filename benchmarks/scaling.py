@@ -1,6 +1,6 @@
 """Scaling: wall time and memory of one fold on generated sets of 1k, 2k, 4k and 8k labelled images (64 px).
 
-    python benchmarks/scaling.py [--sizes 1000 2000 4000 8000] [--repeats 3] [--epochs 2] [--threads 2]
+    python benchmarks/scaling.py [--sizes 1000 2000 4000 8000] [--repeats 3] [--epochs 2] [--threads 2] [--equal-steps]
 
 Each set is the built-in demo generator's (64 px, 10 classes), cached once (73 px squares). One fold's
 training job (`python -m ensemble train --cache ...`, ResNet-18 at 64 px, k = 5) runs as its own process
@@ -13,8 +13,9 @@ slope is the memory a fold needs per 1,000 more images.
 Why the level beside the peak: RssAnon moves by 10-30 MB from batch to batch (allocator arenas, oneDNN scratch),
 and the peak is the largest of those swings, so a longer job draws more of them and peaks higher at the same
 level. Measured: 1,000 images for 8 epochs peaked at 731-746 MB, 8,000 images for 1 epoch (the same number
-of steps) at 707-708 MB, with the same training level (~690 MB). `MALLOC_ARENA_MAX=1 python
-benchmarks/scaling.py --threads 1` is the least noisy.
+of steps) at 707-708 MB, with the same training level (~690 MB). `--equal-steps` runs that control: each
+size trains for `--epochs` x (largest size / its size) epochs, so every job takes the same number of steps.
+`MALLOC_ARENA_MAX=1 python benchmarks/scaling.py --threads 1` is the least noisy.
 """
 
 from __future__ import annotations
@@ -90,13 +91,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--equal-steps", action="store_true",
+                        help="the same number of training steps at every size (smaller sets train more epochs)")
     a = parser.parse_args()
+    epochs = {n: a.epochs * (round(max(a.sizes) / n) if a.equal_steps else 1) for n in a.sizes}
     data = {n: _data(n) for n in a.sizes}
     records: dict[int, list[dict]] = {n: [] for n in a.sizes}
 
     def variant(n: int):
         def run() -> float:
-            records[n].append(_fold(data[n], a.epochs, a.threads))
+            records[n].append(_fold(data[n], epochs[n], a.threads))
             return records[n][-1]["wall"]
         return run
 
@@ -104,11 +108,12 @@ def main() -> None:
     columns = {"wall": ("wall s", "{:.1f}"), "rss_mb": ("peak RSS MB", "{:.0f}"),
                "anon_mb": ("peak RssAnon MB", "{:.1f}"), "anon_median": ("RssAnon training, median MB", "{:.1f}"),
                "anon_p95": ("RssAnon training, p95 MB", "{:.1f}")}
-    rows = [[n, int(n * 0.8), *[spread([r[key] for r in records[n]], fmt) for key, (_, fmt) in columns.items()]]
-            for n in a.sizes]
-    print_table(f"One fold (k = 5, ResNet-18 64 px, {a.epochs} epoch(s), {a.threads} threads, cached 73 px squares); "
+    rows = [[n, int(n * 0.8), epochs[n], *[spread([r[key] for r in records[n]], fmt)
+                                           for key, (_, fmt) in columns.items()]] for n in a.sizes]
+    print_table(f"One fold (k = 5, ResNet-18 64 px, {a.threads} threads, cached 73 px squares"
+                f"{', the same number of steps at every size' if a.equal_steps else ''}); "
                 f"{a.repeats} interleaved rounds, median (min-max)",
-                ["labelled images", "training images", *[title for title, _ in columns.values()]], rows)
+                ["labelled images", "training images", "epochs", *[title for title, _ in columns.values()]], rows)
     thousands = np.array(a.sizes, dtype=float) / 1000
 
     def slope(key: str) -> float:

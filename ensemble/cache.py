@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ensemble.layout import Layout, load_rgb, read_labels, read_sample_ids
 
@@ -38,12 +39,20 @@ def cache_side(image_size: int) -> int:
 
 
 def decode_square(path: Path, side: int) -> np.ndarray:
-    """(side, side, 3) uint8: the image decoded, its shorter side resized to ``side``, centre-cropped (by the
-    same torchvision functions as the eval transform, so the cache equals its input)."""
-    from torchvision.transforms.v2 import functional as TF  # here: the workflow imports cache_side at load
+    """(side, side, 3) uint8: the image decoded, its shorter side resized to ``side``, centre-cropped.
 
-    image = TF.center_crop(TF.resize(load_rgb(path), side, antialias=True), [side, side])
-    return np.asarray(image, dtype=np.uint8)
+    PIL alone, with torchvision's arithmetic for a PIL image (``Resize(side)``: the longer side becomes
+    ``int(side * long / short)``, bilinear; ``CenterCrop``: offsets ``int(round(excess / 2))``), so the cache
+    equals the eval transform's input (a test holds the two equal on every shape it tries) while the cache's
+    worker processes never import torch: on the demo that import was most of the job."""
+    image = load_rgb(path)
+    width, height = image.size
+    longer = int(side * max(width, height) / min(width, height))
+    size = (side, longer) if width <= height else (longer, side)
+    if size != image.size:
+        image = image.resize(size, resample=Image.BILINEAR)
+    left, top = int(round((size[0] - side) / 2.0)), int(round((size[1] - side) / 2.0))
+    return np.asarray(image.crop((left, top, left + side, top + side)), dtype=np.uint8)
 
 
 def write_split(paths: list[Path], out: Path, side: int, workers: int = 1, progress_every: int = 2000) -> None:

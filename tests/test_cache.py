@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms.v2 import functional as TF
 
 from ensemble.cache import ImageCache, build_cache, cache_side, decode_square
 from ensemble.data import CachedImages, ImageFiles, image_dataset
@@ -42,6 +43,15 @@ def test_eval_on_the_cache_equals_eval_on_the_originals(tiny_dataset, cache):
     cached = CachedImages(cache.rows("train", ids), None, transform)
     for i in range(len(ids)):
         assert torch.equal(files[i][0], cached[i][0]), ids[i]
+
+
+@pytest.mark.parametrize(("width", "height", "side"), [(80, 40, 20), (37, 91, 27), (500, 375, 128), (333, 500, 73),
+                                                   (24, 24, 27), (19, 30, 146), (101, 100, 64)])
+def test_the_cached_square_is_torchvisions_resize_and_centre_crop(tmp_path, width, height, side):
+    pixels = np.random.default_rng(width * height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    expected = TF.center_crop(TF.resize(Image.fromarray(pixels), side, antialias=True), [side, side])
+    np.testing.assert_array_equal(decode_square(tmp_path / "photo.png", side), np.asarray(expected))
 
 
 def test_non_square_originals_keep_their_centre(tmp_path):

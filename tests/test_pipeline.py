@@ -184,6 +184,15 @@ def test_forcing_one_fold_plans_only_that_fold(run_dir):
     assert planned_jobs(run_dir, "--force", target) == {"train": 1}
 
 
+@pytest.mark.parametrize(("cores", "threads"), [(2, 1), (7, 2)])
+def test_fold_jobs_share_the_cores_among_the_k_folds(run_dir, cores, threads):
+    commands = snakemake(run_dir, "--dry-run", "--printshellcmds", "--forcerun", "train", "refit",
+                         "--cores", str(cores)).stdout
+    jobs = [line for line in commands.splitlines() if re.search(r"ensemble (train|predict|predict-test) ", line)]
+    assert len(jobs) == 3 + 1 + 3 + 1  # the k = 3 folds and the refit, trained and predicted
+    assert all(f"--threads {threads} " in job for job in jobs)
+
+
 def test_several_models_train_every_model_and_fold(run_dir, tmp_path):
     override = tmp_path / "two.yaml"
     override.write_text(yaml.safe_dump({"models": {"r34": {"backbone": "resnet34", "image_size": 32}},

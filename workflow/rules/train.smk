@@ -88,6 +88,7 @@ rule train:
         deterministic=config["train"]["deterministic"],
         checkpoint=f"{RESULTS}/checkpoints/{{model}}/fold{{fold}}/checkpoint.pt",
     threads: fold_threads
+    priority: 1  # every fold's training before the predictions: the longest jobs first keep all cores busy
     resources:
         gpu=gpus_per_job(),
     conda:
