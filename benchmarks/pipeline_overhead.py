@@ -7,8 +7,8 @@ Each round runs the README's demo (`snakemake --cores N` with the repository's c
 fresh folder under results/benchmarks/, then measures, interleaved with the runs:
 - each job's interval: it ends when Snakemake writes its benchmark file (the file's mtime) and starts the
   benchmark's seconds before that;
-- each job's start-up: `python -c "import <what the job's verb imports>"`, probed per kind of job (a torch
-  job, the cache, the folds, the plots, the light table jobs);
+- each job's start-up: `python -c "import <what the job's verb imports>"`, probed per rule (every torch job
+  imports the same);
 - a job computes from the end of its start-up to its end.
 Non-compute share = the part of the demo's wall time (from launching Snakemake to its exit) during which no
 job was computing: Snakemake's start-up, DAG building and scheduling between jobs, and start-ups not hidden
@@ -28,21 +28,27 @@ from pathlib import Path
 import pandas as pd
 from _bench import REPO, interleaved, print_table, spread, timed
 
-TORCH_RULES = {"train", "predict", "refit", "predict_refit", "lr_find", "features"}
-PROBES = {"torch": "import ensemble.cli, ensemble.train, ensemble.predict, ensemble.features",
-          "cache": "import ensemble.cli, ensemble.cache",
-          "folds": "import ensemble.cli, ensemble.folds, ensemble.layout, sklearn.model_selection",
-          "plots": "import ensemble.cli, ensemble.plots, matplotlib.pyplot",
-          "light": "import ensemble.cli, ensemble.finalize, ensemble.blend, ensemble.submission, "
-                   "ensemble.postprocess, ensemble.scoring, ensemble.inputs, ensemble.demo_data"}
+# What each rule's verb imports before it works (its module-level and in-function imports), probed per rule
+TORCH = "ensemble.train, ensemble.predict, ensemble.features"
+PROBES = {"train": TORCH, "predict": TORCH, "refit": TORCH, "predict_refit": TORCH, "lr_find": TORCH,
+          "features": TORCH,
+          "demo_data": "ensemble.demo_data", "check_inputs": "ensemble.inputs", "provenance": "ensemble.provenance",
+          "cache": "ensemble.cache", "folds": "ensemble.folds, ensemble.layout, sklearn.model_selection",
+          "average": "ensemble.blend", "blend": "ensemble.blend, scipy.optimize", "postprocess": "ensemble.finalize",
+          "plots": "ensemble.plots, matplotlib.pyplot", "submit": "ensemble.blend, ensemble.submission",
+          "score": "ensemble.scoring, ensemble.layout"}
+KINDS = {"torch job": TORCH, **{f"{rule} job": m for rule, m in PROBES.items() if m != TORCH}}
 
 
 def _kind(rule: str) -> str:
-    return "torch" if rule in TORCH_RULES else rule if rule in PROBES else "light"
+    if rule not in PROBES:
+        raise SystemExit(f"no start-up probe for rule {rule!r}: add what its verb imports to PROBES")
+    return next(kind for kind, modules in KINDS.items() if modules == PROBES[rule])
 
 
 def _probe(kind: str) -> float:
-    return timed(lambda: subprocess.run([sys.executable, "-c", PROBES[kind]], check=True, cwd=REPO))
+    return timed(lambda: subprocess.run([sys.executable, "-c", f"import ensemble.cli, {KINDS[kind]}"], check=True,
+                                        cwd=REPO))
 
 
 def _union(intervals: list[tuple[float, float]]) -> float:
@@ -94,8 +100,8 @@ def main() -> None:
         runs.append(_demo(work, a.cores))
         return runs[-1]["wall"]
 
-    probes = interleaved({"demo": demo, **{kind: (lambda k=kind: _probe(k)) for kind in PROBES}}, a.repeats)
-    startup = {kind: pd.Series(probes[kind]).median() for kind in PROBES}
+    probes = interleaved({"demo": demo, **{kind: (lambda k=kind: _probe(k)) for kind in KINDS}}, a.repeats)
+    startup = {kind: pd.Series(probes[kind]).median() for kind in KINDS}
     per_rule = defaultdict(lambda: {"jobs": 0, "s": [], "rss": []})
     shares, idles, startups, hidden = [], [], [], []
     for run in runs:
@@ -116,7 +122,7 @@ def main() -> None:
                  for rule, v in sorted(per_rule.items(), key=lambda kv: -pd.Series(kv[1]["s"]).median())])
     print_table("Where the demo's wall time goes, median (min-max)", ["", "seconds or %"],
                 [["wall time", spread(probes["demo"])],
-                 *[[f"start-up + imports, {kind} job (probe)", spread(probes[kind], "{:.2f}")] for kind in PROBES],
+                 *[[f"start-up + imports, {kind} (probe)", spread(probes[kind], "{:.2f}")] for kind in KINDS],
                  ["jobs' start-up + imports, summed", spread(startups)],
                  ["... of which hidden behind another job's compute", spread(hidden)],
                  ["idle: no job running (Snakemake start-up, DAG, scheduling)", spread(idles)],

@@ -5,7 +5,6 @@ import posixpath
 import shlex
 
 import yaml
-from snakemake.exceptions import WorkflowError
 
 from ensemble import ablation
 from ensemble.backbones import NAMES as BACKBONE_NAMES
@@ -169,15 +168,13 @@ def output_dir(wildcards, output):
 
 
 def fold_threads(wildcards):
-    """Threads of one fold's job (train, predict and their refits): the cores shared among the k folds, at
-    least 1. On a CPU the folds then train side by side, one thread each on a small machine, which beats one
-    fold at a time with every thread (2 folds on 2 cores: 20 s side by side vs 27 s in turn) and hides each
-    job's torch import behind another's compute. 4 where no --cores is given (a cluster's executor)."""
-    try:
-        cores = workflow.cores
-    except WorkflowError:
-        return 4
-    return max(1, cores // len(FOLDS))
+    """Threads of one fold's job (train, predict and their refits). Run locally: the cores shared among the k
+    folds, at least 1, so on a CPU the folds train side by side, one thread each on a small machine, which
+    beats one fold at a time with every thread (2 folds on 2 cores: 20 s side by side vs 27 s in turn) and
+    hides each job's torch import behind another's compute. On a cluster: 4, a job's own allocation."""
+    if not (workflow.is_main_process and workflow.local_exec):
+        return 4  # submitted by a cluster executor, or run on the node it was given (which re-evaluates this)
+    return max(1, workflow.cores // len(FOLDS))
 
 
 def gpus_per_job():
