@@ -37,17 +37,16 @@ PROBES = {"train": TORCH, "predict": TORCH, "refit": TORCH, "predict_refit": TOR
           "average": "ensemble.blend", "blend": "ensemble.blend, scipy.optimize", "postprocess": "ensemble.finalize",
           "plots": "ensemble.plots, matplotlib.pyplot", "submit": "ensemble.blend, ensemble.submission",
           "score": "ensemble.scoring, ensemble.layout"}
-KINDS = {"torch job": TORCH, **{f"{rule} job": m for rule, m in PROBES.items() if m != TORCH}}
 
 
-def _kind(rule: str) -> str:
+def _imports(rule: str) -> str:
     if rule not in PROBES:
         raise SystemExit(f"no start-up probe for rule {rule!r}: add what its verb imports to PROBES")
-    return next(kind for kind, modules in KINDS.items() if modules == PROBES[rule])
+    return PROBES[rule]
 
 
-def _probe(kind: str) -> float:
-    return timed(lambda: subprocess.run([sys.executable, "-c", f"import ensemble.cli, {KINDS[kind]}"], check=True,
+def _probe(modules: str) -> float:
+    return timed(lambda: subprocess.run([sys.executable, "-c", f"import ensemble.cli, {modules}"], check=True,
                                         cwd=REPO))
 
 
@@ -81,10 +80,10 @@ def _demo(work: Path, cores: int) -> dict:
             work / "logs" / "benchmarks" / "demo_data.tsv"]:
         parts = tsv.relative_to(work).parts  # results/demo/benchmarks/<rule>[/...].tsv, or logs/benchmarks/...
         rule = parts[3].removesuffix(".tsv") if parts[0] == "results" else "demo_data"
-        seconds = float(pd.read_csv(tsv, sep="\t").iloc[0]["s"])
+        job = pd.read_csv(tsv, sep="\t").iloc[0]
         end = tsv.stat().st_mtime - launched
-        rows.append({"rule": rule, "s": seconds, "start": end - seconds, "end": end,
-                     "max_rss_mb": float(pd.read_csv(tsv, sep="\t").iloc[0]["max_rss"])})
+        rows.append({"rule": rule, "s": float(job["s"]), "start": end - float(job["s"]), "end": end,
+                     "max_rss_mb": float(job["max_rss"])})
     return {"wall": exited - launched, "jobs": pd.DataFrame(rows)}
 
 
@@ -100,12 +99,13 @@ def main() -> None:
         runs.append(_demo(work, a.cores))
         return runs[-1]["wall"]
 
-    probes = interleaved({"demo": demo, **{kind: (lambda k=kind: _probe(k)) for kind in KINDS}}, a.repeats)
-    startup = {kind: pd.Series(probes[kind]).median() for kind in KINDS}
+    kinds = sorted(set(PROBES.values()), key=list(PROBES.values()).index)  # each distinct import set once
+    probes = interleaved({"demo": demo, **{m: (lambda m=m: _probe(m)) for m in kinds}}, a.repeats)
+    startup = {m: pd.Series(probes[m]).median() for m in kinds}
     per_rule = defaultdict(lambda: {"jobs": 0, "s": [], "rss": []})
     shares, idles, startups, hidden = [], [], [], []
     for run in runs:
-        jobs = run["jobs"].assign(startup=lambda d: [startup[_kind(r)] for r in d["rule"]])
+        jobs = run["jobs"].assign(startup=lambda d: [startup[_imports(r)] for r in d["rule"]])
         busy = _union(list(zip(jobs["start"], jobs["end"])))
         computing = _union(list(zip(jobs["start"] + jobs["startup"], jobs["end"])))
         idles.append(run["wall"] - busy)
@@ -122,7 +122,8 @@ def main() -> None:
                  for rule, v in sorted(per_rule.items(), key=lambda kv: -pd.Series(kv[1]["s"]).median())])
     print_table("Where the demo's wall time goes, median (min-max)", ["", "seconds or %"],
                 [["wall time", spread(probes["demo"])],
-                 *[[f"start-up + imports, {kind} (probe)", spread(probes[kind], "{:.2f}")] for kind in KINDS],
+                 *[[f"start-up + imports, {'/'.join(r for r in PROBES if PROBES[r] == m)} job (probe)",
+                    spread(probes[m], "{:.2f}")] for m in kinds],
                  ["jobs' start-up + imports, summed", spread(startups)],
                  ["... of which hidden behind another job's compute", spread(hidden)],
                  ["idle: no job running (Snakemake start-up, DAG, scheduling)", spread(idles)],
