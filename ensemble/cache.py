@@ -3,14 +3,17 @@
 Decoding a JPEG and resizing it costs milliseconds per image; cropping an already-resized uint8 array costs a
 fraction of that. Training reads each image every epoch, in every fold and for every model, so the cache stage
 decodes each original once: its shorter side resized to ``side`` px (the eval resize of the training size,
-``round(size / 0.875)``), centre-cropped to a ``side`` x ``side`` square, stored in one uint8 array per split
-(``train.npy`` in labels.csv order, ``test.npy`` in sample_submission order, each ``(N, side, side, 3)``) with
-its ids beside it (``train_ids.txt``, ``test_ids.txt``). Training memory-maps the arrays, so memory stays flat
-as the data grows and worker processes share the page cache instead of holding copies.
+``round(size / 0.875)``), its longer side kept whole up to ``MAX_ASPECT`` times the shorter (beyond that,
+centre-cropped to it), so a random resized crop sees the whole photo, not only its centre square. A portrait
+photo is stored transposed, so every row is ``side`` high; the rows sit in one uint8 array per split
+(``train.npy`` in labels.csv order, ``test.npy`` in sample_submission order, each
+``(N, side, MAX_ASPECT * side, 3)``: twice the bytes of a centre square), with each row's stored width and
+orientation in ``{split}_shapes.npy`` and its ids in ``{split}_ids.txt``. Training memory-maps the arrays, so
+memory stays flat as the data grows and worker processes share the page cache instead of holding copies.
 
-The cached square equals the eval pipeline's input exactly when the backbone's eval crop ratio is 0.875 (the
-torchvision ResNets, most timm nets): the eval centre crop of the cache is the eval centre crop of the
-original. Views that look beyond that square (``five_crop`` corners, ``scale:`` below 1) see the square only.
+A row read back is the original resized by the eval transform's ``Resize(side)``, so the eval centre crop of
+the cache is the eval centre crop of the original, pixel for pixel, when the backbone's eval crop ratio is
+0.875 (the torchvision ResNets, most timm nets) and the photo is no longer than ``MAX_ASPECT`` to 1.
 """
 
 from __future__ import annotations
@@ -31,48 +34,67 @@ from ensemble.layout import Layout, load_rgb, read_labels, read_sample_ids
 log = logging.getLogger(__name__)
 EVAL_CROP = 0.875
 SPLITS = ("train", "test")
+MAX_ASPECT = 2  # longer side kept whole up to this many times the shorter one
+FORMAT = 2  # of the stored layout (1: centre squares); the cache rule reruns when it changes
 
 
 def cache_side(image_size: int) -> int:
-    """Side (px) of the cached squares for a training size: the eval resize at crop ratio 0.875."""
+    """Shorter side (px) of the cached images for a training size: the eval resize at crop ratio 0.875."""
     return round(image_size / EVAL_CROP)
 
 
-def decode_square(path: Path, side: int) -> np.ndarray:
-    """(side, side, 3) uint8: the image decoded, its shorter side resized to ``side``, centre-cropped.
+def decode_resized(path: Path, side: int) -> tuple[np.ndarray, bool]:
+    """((side, width, 3) uint8, portrait): the image decoded, its shorter side resized to ``side``, its longer
+    side kept up to ``MAX_ASPECT * side`` (centre-cropped beyond), transposed when it is a portrait photo.
 
     PIL alone, with torchvision's arithmetic for a PIL image (``Resize(side)``: the longer side becomes
-    ``int(side * long / short)``, bilinear; ``CenterCrop``: offsets ``int(round(excess / 2))``), so the cache
-    equals the eval transform's input (a test holds the two equal on every shape it tries) while the cache's
-    worker processes never import torch: on the demo that import was most of the job."""
+    ``int(side * long / short)``, bilinear), resized in the original orientation and only then transposed, so
+    a row read back equals the eval transform's resize of the original (a test holds the two equal on every
+    shape it tries) while the cache's worker processes never import torch."""
     image = load_rgb(path)
     width, height = image.size
     longer = int(side * max(width, height) / min(width, height))
     size = (side, longer) if width <= height else (longer, side)
     if size != image.size:
         image = image.resize(size, resample=Image.BILINEAR)
-    left, top = int(round((size[0] - side) / 2.0)), int(round((size[1] - side) / 2.0))
-    return np.asarray(image.crop((left, top, left + side, top + side)), dtype=np.uint8)
+    portrait = height > width
+    if portrait:
+        image = image.transpose(Image.Transpose.TRANSPOSE)
+    keep = min(longer, MAX_ASPECT * side)
+    left = int(round((longer - keep) / 2.0))
+    return np.asarray(image.crop((left, 0, left + keep, side)), dtype=np.uint8), portrait
+
+
+def shapes_path(array: Path) -> Path:
+    """The (N, 2) table of each row's stored width and portrait flag, beside ``{split}.npy``."""
+    return array.with_name(f"{array.stem}_shapes.npy")
 
 
 def write_split(paths: list[Path], out: Path, side: int, workers: int = 1, progress_every: int = 2000) -> None:
-    """Decode ``paths`` into one (N, side, side, 3) uint8 .npy at ``out``, written in place of any old one only
-    when complete (a killed job leaves no half-written cache)."""
+    """Decode ``paths`` into one (N, side, MAX_ASPECT * side, 3) uint8 .npy at ``out`` and its shapes beside it,
+    written in place of any old ones only when complete (a killed job leaves no half-written cache)."""
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), side, side, 3))
+    shape = (len(paths), side, MAX_ASPECT * side, 3)
+    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+    shapes = np.zeros((len(paths), 2), dtype=np.int32)  # stored width, portrait
     started = time.perf_counter()
     try:
         with ProcessPoolExecutor(max(1, workers)) as pool:
-            for i, square in enumerate(pool.map(partial(decode_square, side=side), paths, chunksize=16)):
-                array[i] = square
+            for i, (image, portrait) in enumerate(pool.map(partial(decode_resized, side=side), paths,
+                                                           chunksize=16)):
+                array[i, :, :image.shape[1]] = image
+                shapes[i] = image.shape[1], portrait
                 if (i + 1) % progress_every == 0:
                     log.info("%s: %d/%d images (%.0f/s)", out.name, i + 1, len(paths),
                              (i + 1) / (time.perf_counter() - started))
         array.flush()
         del array
+        np.save(shapes_path(tmp), shapes)
+        os.replace(shapes_path(tmp), shapes_path(out))
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+        shapes_path(tmp).unlink(missing_ok=True)
     log.info("%s: %d images of %d px in %.1f s", out, len(paths), side, time.perf_counter() - started)
 
 
@@ -90,10 +112,13 @@ def build_cache(data_dir: Path, out_dir: Path, side: int, workers: int = 1) -> N
 
 @dataclass(frozen=True)
 class CacheRows:
-    """Some rows of a cached split: what a dataset needs to read them (a path, not the array)."""
+    """Some rows of a cached split: what a dataset needs to read them (a path, not the array), with each row's
+    stored width and orientation."""
 
     array: Path
     rows: tuple[int, ...]
+    widths: tuple[int, ...]
+    portrait: tuple[bool, ...]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -104,18 +129,25 @@ class ImageCache:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        if not shapes_path(self.root / "train.npy").exists():
+            raise ValueError(f"{self.root} was built by an older version of this package (centre squares only): "
+                             "delete it and rerun; Snakemake rebuilds it by itself")
         self._index: dict[str, dict[str, int]] = {}
+        self._shapes: dict[str, np.ndarray] = {}
 
     def rows(self, split: str, ids: list[str]) -> CacheRows:
         if split not in self._index:
-            names = (self.root / f"{split}_ids.txt").read_text().split()
+            names = (self.root / f"{split}_ids.txt").read_text().splitlines()
             self._index[split] = {name: i for i, name in enumerate(names)}
-        index = self._index[split]
+            self._shapes[split] = np.load(shapes_path(self.root / f"{split}.npy"))
+        index, shapes = self._index[split], self._shapes[split]
         missing = [i for i in ids if i not in index]
         if missing:
             raise ValueError(f"{self.root}: {len(missing)} id(s) not in the {split} cache, e.g. {missing[0]!r}; "
                              "the cache was built from other data - delete it and rerun")
-        return CacheRows(self.root / f"{split}.npy", tuple(index[i] for i in ids))
+        rows = [index[i] for i in ids]
+        return CacheRows(self.root / f"{split}.npy", tuple(rows), tuple(int(w) for w in shapes[rows, 0]),
+                         tuple(bool(p) for p in shapes[rows, 1]))
 
     @property
     def side(self) -> int:

@@ -55,8 +55,11 @@ class CachedImages(Dataset):
         if self._array is None:
             self._array = np.load(self.source.array, mmap_mode="r")
         # PIL, like the files: its crops and resizes of small images cost a fraction of torch's per-image ops
-        square = Image.fromarray(np.asarray(self._array[self.source.rows[i]]))
-        return self.transform(square), self.targets[i]
+        stored = self._array[self.source.rows[i], :, :self.source.widths[i]]  # (side, width, 3)
+        image = Image.fromarray(np.ascontiguousarray(stored))
+        if self.source.portrait[i]:
+            image = image.transpose(Image.Transpose.TRANSPOSE)  # portrait photos are stored transposed
+        return self.transform(image), self.targets[i]
 
 
 def source(layout: Layout, cache: ImageCache | None, split: str, ids: list[str]) -> Images:

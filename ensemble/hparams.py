@@ -30,8 +30,12 @@ class TrainConfig:
     mixup: float = 0.0  # MixUp alpha (0: off)
     cutmix: float = 0.0  # CutMix alpha (0: off); with both on, each batch picks one
     label_smoothing: float = 0.0  # share of each target spread over all classes
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    optimizer: str = "sgd"  # any of timm.optim.list_optimizers(): sgd (Nesterov), adamw, lamb, ...
+    momentum: float = 0.9  # of the optimizers that have one (sgd, momentum, ...)
+    weight_decay: float = 5e-4  # on weights only: none on norms and biases
+    layer_decay: float | None = field(default=None, metadata={"type": float})  # phase 2: layer i of n at decay**(n-i)
+    ema: float = 0.0  # decay of an EMA of the weights (timm ModelEmaV3, warming up); 0: off
+    clip_grad: float | None = field(default=None, metadata={"type": float})  # max global gradient norm; None: off
     warmup_epochs: float = 1.0
     keep: str = "last"  # last | best (lowest validation loss; optimistic out-of-fold score)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16

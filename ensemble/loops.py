@@ -47,11 +47,14 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.device, dtype: torch.dtype | None,
-              frozen_backbone: bool, mixer=None, label_smoothing: float = 0.0, on_features: bool = False) -> float:
+              frozen_backbone: bool, mixer=None, label_smoothing: float = 0.0, on_features: bool = False,
+              clip_grad: float | None = None, ema=None, step: int = 0) -> float:
     """One pass over ``loader`` with an optimizer and schedule step per batch; returns the mean loss.
 
     ``on_features``: the loader yields the frozen backbone's features and only the head runs (the frozen
-    phase on cached features, ``ensemble.features``).
+    phase on cached features, ``ensemble.features``). ``clip_grad``: the gradients' global norm is clipped to
+    it. ``ema`` (``timm.utils.ModelEmaV3``): updated after every optimizer step, ``step`` counting the steps
+    before this epoch (its decay warms up with the step count).
     """
     set_train_mode(model, frozen_backbone)
     forward = model.head if on_features else model
@@ -66,9 +69,15 @@ def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.devic
         loss = soft_nll(F.log_softmax(logits.float(), dim=1), y, label_smoothing)  # (N, K) log-probs -> mean
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if clip_grad is not None:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the fp16 loss-scaled ones
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
         scaler.step(optimizer)
         scaler.update()
         schedule.step()
+        if ema is not None:
+            step += 1
+            ema.update(model, step=step)
         total += loss.item() * len(y)
         n += len(y)
     return total / max(n, 1)

@@ -1,8 +1,11 @@
 """Train one model on one fold: the job behind each (model, fold) node of the DAG.
 
 Two phases (``ensemble.finetune``): optionally the head alone on a frozen backbone, then the whole network
-with learning rates that fall by depth. Each phase has its own SGD (Nesterov) optimizer and per-batch warmup +
-cosine schedule; the loss is log-softmax + NLL, a true multi-class log loss. A checkpoint after every epoch
+with learning rates that fall by depth. Each phase has its own optimizer (any of timm's, by name: SGD with
+Nesterov momentum, AdamW, LAMB, ...) and per-batch warmup + cosine schedule; the loss is log-softmax + NLL, a
+true multi-class log loss. Optionally gradients are clipped by norm, and an exponential moving average of the
+weights (timm's ``ModelEmaV3``, its decay warming up with the step count) is the model that is validated,
+snapshotted, kept and predicts. A checkpoint after every epoch
 lets a killed job resume exactly: randomness is re-seeded from (seed, epoch) at each epoch start, so a
 resumed run draws the same batches and augmentations as one never stopped. The model kept is the last
 epoch's, or with ``keep='best'`` the epoch of lowest validation loss (then the metrics say its out-of-fold
@@ -77,24 +80,38 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def _make_optimizer(model, config: TrainConfig, phase: str, steps_per_epoch: int):
-    """(optimizer, schedule) of one phase: the head alone (plain cosine), or every parameter in depth groups
-    (plain cosine or SGDR)."""
+    """(optimizer, schedule) of one phase: the head alone (plain cosine), or every parameter with rates
+    falling by depth (plain cosine or SGDR); the optimizer is timm's of that name."""
+    from timm.optim import create_optimizer_v2
+
     freeze_backbone(model, phase == "head")
     if phase == "head":
-        groups, epochs = [{"params": list(model.head.parameters()), "lr": config.lr}], config.head_epochs
-        cycles = None
+        groups = param_groups(model, lr=config.lr, weight_decay=config.weight_decay, head_only=True)
+        epochs, cycles = config.head_epochs, None
     else:
-        groups = param_groups(model, lr=config.lr * config.finetune_lr_scale, n_groups=config.lr_groups,
-                              ratio=config.lr_ratio)
+        groups = param_groups(model, lr=config.lr * config.finetune_lr_scale, weight_decay=config.weight_decay,
+                              n_groups=config.lr_groups, ratio=config.lr_ratio, layer_decay=config.layer_decay)
         epochs = config.epochs
         cycles = [(a * steps_per_epoch, b * steps_per_epoch)
                   for a, b in cycle_bounds(epochs, config.cycle_epochs, config.cycle_mult)]
-    optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True,
-                                weight_decay=config.weight_decay)
+    optimizer = create_optimizer_v2(groups, opt=config.optimizer, lr=groups[0]["lr"],
+                                    weight_decay=config.weight_decay, momentum=config.momentum)
     total = steps_per_epoch * epochs
     first_cycle = cycles[0][1] if cycles else total
     warmup = min(int(config.warmup_epochs * steps_per_epoch), first_cycle - 1)
     return optimizer, Cosine(optimizer, total, warmup, cycles=cycles, cycle_decay=config.cycle_decay)
+
+
+def _ema(model, decay: float, resumed: dict | None):
+    """timm's EMA of ``model``'s weights (None when ``decay`` is 0), restored from a checkpoint when resumed."""
+    if decay <= 0:
+        return None
+    from timm.utils import ModelEmaV3
+
+    ema = ModelEmaV3(model, decay=decay, use_warmup=True)
+    if resumed:
+        ema.module.load_state_dict(resumed["ema"])
+    return ema
 
 
 def _evaluate(model, loader, targets: list[int], *, device, dtype, on_features: bool = False) -> tuple[float, float]:
@@ -143,6 +160,7 @@ class _FoldRun:
             self.state = TrainState(self.resumed["epoch"], self.resumed["history"], self.resumed["best"],
                                     self.resumed["snapshots"])
         self.model.to(device, memory_format=torch.channels_last)
+        self.ema = _ema(self.model, config.ema, self.resumed)
         pre = self.pre
         self.train_set = image_dataset(data.train_images, data.train_targets,
                                        train_transform(pre["size"], pre["crop_pct"], config.augment))
@@ -154,6 +172,11 @@ class _FoldRun:
         self.steps = len(self.train_set) // config.batch_size if self.drop_last else 1
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
         self.phase = self.optimizer = self.schedule = None
+
+    @property
+    def predictor(self):
+        """The model that is validated, snapshotted, kept and predicts: the EMA of the weights when on."""
+        return self.ema.module if self.ema is not None else self.model
 
     def begin_phase(self, phase: str) -> None:
         self.phase = phase
@@ -189,8 +212,9 @@ class _FoldRun:
         lrs = [g["lr"] for g in self.optimizer.param_groups]
         train_loss = run_epoch(self.model, loader, self.optimizer, self.schedule, self.scaler, device=self.device,
                                dtype=self.dtype, frozen_backbone=self.phase == "head", mixer=self.mixer,
-                               label_smoothing=self.config.label_smoothing, on_features=on_features)
-        val_loss, val_acc = _evaluate(self.model, val_loader, self.data.val_targets, device=self.device,
+                               label_smoothing=self.config.label_smoothing, on_features=on_features,
+                               clip_grad=self.config.clip_grad, ema=self.ema, step=epoch * self.steps)
+        val_loss, val_acc = _evaluate(self.predictor, val_loader, self.data.val_targets, device=self.device,
                                       dtype=self.dtype, on_features=on_features)
         return {"epoch": epoch + 1, "phase": self.phase, "train_loss": train_loss, "val_loss": val_loss,
                 "val_accuracy": val_acc, "lr": lrs[0], "lr_stem": lrs[-1], "seconds": time.perf_counter() - t0,
@@ -202,14 +226,15 @@ class _FoldRun:
         state.epoch = row["epoch"]
         state.history.append(row)
         if config.keep == "best" and (state.best is None or row["val_loss"] < state.best["val_loss"]):
-            state.best = {"epoch": row["epoch"], "val_loss": row["val_loss"], "model": _snapshot(self.model)}
+            state.best = {"epoch": row["epoch"], "val_loss": row["val_loss"], "model": _snapshot(self.predictor)}
         if config.snapshots and row["epoch"] in config.cycle_ends():
-            state.snapshots.append({"epoch": row["epoch"], "model": _snapshot(self.model)})
+            state.snapshots.append({"epoch": row["epoch"], "model": _snapshot(self.predictor)})
         save_checkpoint(self.checkpoint_path, {
             "key": self.key, "epoch": state.epoch, "phase": self.phase, "history": state.history,
             "best": state.best, "snapshots": state.snapshots, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-            "scaler": self.scaler.state_dict(), "rng": torch.get_rng_state(), "config": asdict(config)})
+            "scaler": self.scaler.state_dict(), "rng": torch.get_rng_state(), "config": asdict(config),
+            "ema": self.ema.module.state_dict() if self.ema is not None else None})
         log.info("epoch %d/%d (%s)  train loss %.4f  val loss %.4f  val acc %.3f  lr %.4g  %.1fs", row["epoch"],
                  config.total_epochs, row["phase"], row["train_loss"], row["val_loss"], row["val_accuracy"],
                  row["lr"], row["seconds"])
@@ -273,7 +298,7 @@ def features_for(images: Images, ids: list[str], config: TrainConfig, *, views: 
 def _finish(run: _FoldRun, started: float, paths: dict[str, Path]) -> dict:
     """Write the kept model, the history and the metrics, then drop the checkpoint they supersede."""
     state, config = run.state, run.config
-    kept, weights = state.history[-1], _snapshot(run.model)
+    kept, weights = state.history[-1], _snapshot(run.predictor)
     if config.keep == "best" and state.best is not None:
         kept, weights = state.history[state.best["epoch"] - 1], state.best["model"]
     torch_save({"model": weights, "config": asdict(config), "classes": run.data.classes,

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from ensemble.cache import ImageCache, build_cache, cache_side, decode_square
+from ensemble.cache import MAX_ASPECT, ImageCache, build_cache, cache_side, decode_resized
 from ensemble.data import CachedImages, ImageFiles, image_dataset
 from ensemble.models import build_model
 from ensemble.transforms import eval_transform, train_transform
@@ -26,40 +26,85 @@ def test_cache_holds_every_image_once_in_label_and_submission_order(tiny_dataset
     train = np.load(cache.root / "train.npy", mmap_mode="r")
     test = np.load(cache.root / "test.npy", mmap_mode="r")
     assert cache.side == cache_side(24) == 27
-    assert train.shape == (18, 27, 27, 3) and test.shape == (4, 27, 27, 3) and train.dtype == np.uint8
+    assert train.shape == (18, 27, 2 * 27, 3) and test.shape == (4, 27, 54, 3) and train.dtype == np.uint8
     ids = (tiny_dataset / "labels.csv").read_text().split()[1:]
     assert (cache.root / "train_ids.txt").read_text().split() == [line.split(",")[0] for line in ids]
     rows = cache.rows("train", [ids[3].split(",")[0]])
-    np.testing.assert_array_equal(train[rows.rows[0]], decode_square(tiny_dataset / "train" /
-                                                                     f"{ids[3].split(',')[0]}.jpg", 27))
+    stored, portrait = decode_resized(tiny_dataset / "train" / f"{ids[3].split(',')[0]}.jpg", 27)
+    assert rows.widths == (27,) and rows.portrait == (False,) and stored.shape == (27, 27, 3)
+    np.testing.assert_array_equal(train[rows.rows[0], :, :27], stored)
     with pytest.raises(ValueError, match="not in the test cache"):
         cache.rows("test", ["nope"])
 
 
-def test_eval_on_the_cache_equals_eval_on_the_originals(tiny_dataset, cache):
-    ids = (cache.root / "train_ids.txt").read_text().split()
-    transform = eval_transform(24, 0.875)
-    files = ImageFiles([tiny_dataset / "train" / f"{i}.jpg" for i in ids], None, transform)
-    cached = CachedImages(cache.rows("train", ids), None, transform)
-    for i in range(len(ids)):
-        assert torch.equal(files[i][0], cached[i][0]), ids[i]
+def _photos(root, shapes):
+    """A labelled data set whose photos have the given (width, height)s, each of its own random pixels."""
+    (root / "train").mkdir(parents=True)
+    (root / "test").mkdir()
+    ids = [f"p{i}" for i in range(len(shapes))]
+    for i, (w, h) in zip(ids, shapes):
+        pixels = np.random.default_rng(w * h).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "train" / f"{i}.png")
+        (root / "train" / f"{i}.png").rename(root / "train" / f"{i}.jpg")  # PNG named .jpg: decoded by content
+        Image.fromarray(pixels).save(root / "test" / f"{i}.jpg", quality=95)
+    (root / "labels.csv").write_text("id,breed\n" + "".join(f"{i},a\n" for i in ids))
+    (root / "sample_submission.csv").write_text("id,a\n" + "".join(f"{i},1\n" for i in ids))
+    return ids
+
+
+SHAPES = [(80, 40), (37, 91), (500, 375), (333, 500), (24, 24), (19, 30), (101, 100), (160, 90)]
+
+
+@pytest.mark.parametrize("size", [24, 64, 112])
+def test_eval_on_the_cache_equals_eval_on_the_originals(tmp_path, size):
+    ids = _photos(tmp_path / "data", SHAPES)
+    build_cache(tmp_path / "data", tmp_path / "cache", cache_side(size))
+    cache = ImageCache(tmp_path / "cache")
+    for split in ("train", "test"):
+        transform = eval_transform(size, 0.875)
+        files = ImageFiles([tmp_path / "data" / split / f"{i}.jpg" for i in ids], None, transform)
+        cached = CachedImages(cache.rows(split, ids), None, transform)
+        for i, shape in enumerate(SHAPES):
+            if max(shape) <= MAX_ASPECT * min(shape):  # longer photos keep their centre only
+                assert torch.equal(files[i][0], cached[i][0]), (split, shape)
 
 
 @pytest.mark.parametrize(("width", "height", "side"), [(80, 40, 20), (37, 91, 27), (500, 375, 128), (333, 500, 73),
-                                                   (24, 24, 27), (19, 30, 146), (101, 100, 64)])
-def test_the_cached_square_is_torchvisions_resize_and_centre_crop(tmp_path, width, height, side):
+                                                   (24, 24, 27), (19, 30, 146), (101, 100, 64), (300, 100, 50)])
+def test_the_cached_image_is_torchvisions_resize_of_the_whole_photo(tmp_path, width, height, side):
     pixels = np.random.default_rng(width * height).integers(0, 256, (height, width, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "photo.png")
-    expected = TF.center_crop(TF.resize(Image.fromarray(pixels), side, antialias=True), [side, side])
-    np.testing.assert_array_equal(decode_square(tmp_path / "photo.png", side), np.asarray(expected))
+    expected = np.asarray(TF.resize(Image.fromarray(pixels), side, antialias=True))
+    stored, portrait = decode_resized(tmp_path / "photo.png", side)
+    assert portrait == (height > width) and stored.shape[0] == side
+    if portrait:
+        expected = expected.transpose(1, 0, 2)
+    longer = expected.shape[1]
+    keep = min(longer, MAX_ASPECT * side)  # beyond 2:1, the centre 2:1 of the photo
+    left = int(round((longer - keep) / 2))
+    np.testing.assert_array_equal(stored, expected[:, left:left + keep])
 
 
-def test_non_square_originals_keep_their_centre(tmp_path):
+def test_a_random_crop_can_see_the_whole_photo_not_only_its_centre(tmp_path):
     wide = np.zeros((40, 80, 3), dtype=np.uint8)
     wide[:, 20:60] = 255  # the centre square is white, the sides black
     Image.fromarray(wide).save(tmp_path / "wide.jpg", quality=100)
-    square = decode_square(tmp_path / "wide.jpg", 20)
-    assert square.shape == (20, 20, 3) and square.mean() > 240
+    stored, _ = decode_resized(tmp_path / "wide.jpg", 20)
+    assert stored.shape == (20, 40, 3)
+    assert stored[:, :8].mean() < 15 and stored[:, -8:].mean() < 15 and stored[:, 12:28].mean() > 240
+    # a crop of the whole stored photo (scale 1, its own aspect) holds the black sides, and portrait photos
+    # come back upright
+    tall = wide.transpose(1, 0, 2).copy()
+    Image.fromarray(tall).save(tmp_path / "tall.jpg", quality=100)
+    stored, portrait = decode_resized(tmp_path / "tall.jpg", 20)
+    assert portrait and stored.shape == (20, 40, 3) and stored[:, :8].mean() < 15
+
+
+def test_an_old_cache_of_centre_squares_is_refused_with_the_fix(tmp_path):
+    (tmp_path / "old").mkdir()
+    np.save(tmp_path / "old" / "train.npy", np.zeros((1, 8, 8, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="older version.*delete it"):
+        ImageCache(tmp_path / "old")
 
 
 def test_the_dataset_pickles_as_a_path_and_maps_the_array_lazily(cache):

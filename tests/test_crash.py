@@ -57,14 +57,17 @@ def _start_and_signal(cmd: list[str], checkpoint: Path, sig: int) -> subprocess.
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def test_sigkill_mid_epoch_then_rerun_equals_a_run_never_killed(dataset, tmp_path):
+@pytest.mark.parametrize("recipe", [(), ("--optimizer", "adamw", "--lr", "0.001", "--ema", "0.9", "--clip-grad", "1",
+                                    "--layer-decay", "0.7")], ids=["sgd", "adamw-ema-clip-layer-decay"])
+def test_sigkill_mid_epoch_then_rerun_equals_a_run_never_killed(dataset, tmp_path, recipe):
     data, folds = dataset
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run(_train_cmd(data, folds, straight), check=True, capture_output=True)
-    done = _start_and_signal(_train_cmd(data, folds, killed), killed / "ckpt.pt", signal.SIGKILL)
+    subprocess.run(_train_cmd(data, folds, straight) + list(recipe), check=True, capture_output=True)
+    done = _start_and_signal(_train_cmd(data, folds, killed) + list(recipe), killed / "ckpt.pt", signal.SIGKILL)
     assert done.returncode == -signal.SIGKILL
     assert not (killed / "model.pt").exists()
-    rerun = subprocess.run(_train_cmd(data, folds, killed), check=True, capture_output=True, text=True)
+    rerun = subprocess.run(_train_cmd(data, folds, killed) + list(recipe), check=True, capture_output=True,
+                           text=True)
     assert re.search(r"resuming from .* after epoch [12]", rerun.stderr)
     a = torch.load(straight / "model.pt", weights_only=True)["model"]
     b = torch.load(killed / "model.pt", weights_only=True)["model"]

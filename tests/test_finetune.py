@@ -4,7 +4,7 @@ import torch
 import torchvision
 from test_train import CONFIG, Killed, _kill_after_first_checkpoint, _train
 
-from ensemble.finetune import param_groups, set_train_mode
+from ensemble.finetune import layer_ids, param_groups, set_train_mode
 from ensemble.hparams import TrainConfig
 from ensemble.models import build_model
 from ensemble.schedule import Cosine
@@ -20,12 +20,17 @@ def _group_of(groups, param):
     return next(i for i, g in enumerate(groups) if any(p is param for p in g["params"]))
 
 
+def _rates(groups):
+    return sorted({g["lr"] for g in groups}, reverse=True)
+
+
 def test_rates_fall_geometrically_from_head_to_stem(model):
     groups = param_groups(model, lr=0.1, n_groups=3, ratio=0.5)
-    assert [g["lr"] for g in groups] == pytest.approx([0.1, 0.05, 0.025])
-    assert _group_of(groups, model.head[0].weight) == 0
-    assert _group_of(groups, model.backbone.layer4[1].conv2.weight) == 1
-    assert _group_of(groups, model.backbone.conv1.weight) == 2
+    assert _rates(groups) == pytest.approx([0.1, 0.05, 0.025])
+    assert groups[0]["lr"] == 0.1 and groups[-1]["lr"] == pytest.approx(0.025)  # head first, stem last
+    assert groups[_group_of(groups, model.head[0].weight)]["lr"] == 0.1
+    assert groups[_group_of(groups, model.backbone.layer4[1].conv2.weight)]["lr"] == pytest.approx(0.05)
+    assert groups[_group_of(groups, model.backbone.conv1.weight)]["lr"] == pytest.approx(0.025)
     ids = [id(p) for g in groups for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in model.parameters())  # every parameter exactly once
 
@@ -36,7 +41,7 @@ def test_each_group_really_trains_at_its_rate_under_the_schedule(model):
     schedule = Cosine(optimizer, total_steps=20, warmup_steps=5)
     for _ in range(7):
         schedule.step()
-    rates = [g["lr"] for g in optimizer.param_groups]
+    rates = _rates(optimizer.param_groups)
     assert rates[0] == pytest.approx(0.1 * schedule.factor(7))
     for shallower, deeper in zip(rates, rates[1:]):
         assert deeper / shallower == pytest.approx(0.3)
@@ -44,7 +49,46 @@ def test_each_group_really_trains_at_its_rate_under_the_schedule(model):
 
 def test_single_group_is_one_rate_for_everything(model):
     groups = param_groups(model, lr=0.02, n_groups=1, ratio=0.1)
-    assert len(groups) == 1 and len(groups[0]["params"]) == len(list(model.parameters()))
+    assert _rates(groups) == [0.02]
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_no_weight_decay_on_norms_and_biases(model):
+    groups = param_groups(model, lr=0.1, weight_decay=0.05)
+    decay_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    assert decay_of[id(model.backbone.conv1.weight)] == 0.05
+    assert decay_of[id(model.head[0].weight)] == 0.05
+    assert decay_of[id(model.backbone.bn1.weight)] == 0.0
+    assert decay_of[id(model.head[0].bias)] == 0.0
+
+
+def test_layer_decay_gives_every_block_its_own_rate(model):
+    groups = param_groups(model, lr=1.0, layer_decay=0.5)
+    rate_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    n = len(set(layer_ids(model.backbone).values()))
+    assert rate_of[id(model.head[0].weight)] == 1.0
+    assert rate_of[id(model.backbone.layer4[1].conv2.weight)] == 0.5  # the deepest block
+    assert rate_of[id(model.backbone.layer4[0].conv1.weight)] == 0.25
+    assert rate_of[id(model.backbone.conv1.weight)] == pytest.approx(0.5**n)  # the stem
+    with pytest.raises(ValueError, match="use one of them"):
+        param_groups(model, lr=1.0, layer_decay=0.5, n_groups=3)
+
+
+def test_layer_decay_follows_timms_own_grouping_for_timm_backbones():
+    torch.manual_seed(0)
+    model = build_model("seresnext26d_32x4d", n_classes=3, hidden=[])
+    ids = layer_ids(model.backbone)
+    assert ids["conv1.0.weight"] == 0 and ids["layer4.1.se.fc2.weight"] == max(ids.values())
+    groups = param_groups(model, lr=1.0, layer_decay=0.8)
+    rate_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    n = max(ids.values()) + 1
+    assert rate_of[id(model.backbone.conv1[0].weight)] == pytest.approx(0.8**n)
+    assert rate_of[id(model.backbone.layer4[1].se.fc2.weight)] == pytest.approx(0.8)
+
+
+def test_head_only_groups_hold_the_head_alone(model):
+    groups = param_groups(model, lr=0.1, weight_decay=0.01, head_only=True)
+    assert sorted(id(p) for g in groups for p in g["params"]) == sorted(id(p) for p in model.head.parameters())
 
 
 def test_frozen_backbone_keeps_batchnorm_in_eval_mode(model):

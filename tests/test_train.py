@@ -94,3 +94,54 @@ def test_a_refit_trains_on_every_image_without_a_validation_score(fold_data, tmp
     assert pd.read_csv(paths["history_path"])["val_loss"].isna().all()
     with pytest.raises(ValueError, match="no validation set"):
         _train(everything, tmp_path / "best", replace(CONFIG, keep="best"))
+
+
+def _with(**changes) -> TrainConfig:
+    return TrainConfig(**{**CONFIG.__dict__, **changes})
+
+
+def test_the_optimizer_is_timms_by_name_with_no_decay_on_norms_and_biases():
+    from ensemble.models import build_model
+
+    model = build_model("resnet18", n_classes=3, hidden=[8])
+    for name, kind in (("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)):
+        optimizer, _ = train_module._make_optimizer(model, _with(optimizer=name, weight_decay=0.05), "full", 5)
+        assert isinstance(optimizer, kind)
+        decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+        assert decay[id(model.backbone.conv1.weight)] == 0.05 and decay[id(model.backbone.bn1.bias)] == 0.0
+    assert optimizer.param_groups[0]["nesterov"]  # timm's sgd is Nesterov's
+
+
+def test_an_ema_that_follows_every_step_saves_the_plain_weights(fold_data, tmp_path):
+    _, plain, _ = _train(fold_data, tmp_path / "plain", _with(optimizer="adamw", lr=1e-3))
+    _, instant, _ = _train(fold_data, tmp_path / "instant", _with(optimizer="adamw", lr=1e-3, ema=1e-12))
+    assert all(torch.equal(plain["model"][k], instant["model"][k]) for k in plain["model"])
+
+
+def test_a_slow_ema_is_what_is_kept_and_validated(fold_data, tmp_path):
+    _, plain, _ = _train(fold_data, tmp_path / "plain", _with(optimizer="adamw", lr=1e-3))
+    metrics, averaged, paths = _train(fold_data, tmp_path / "ema", _with(optimizer="adamw", lr=1e-3, ema=0.9))
+    key = "head.0.weight"
+    assert not torch.equal(plain["model"][key], averaged["model"][key])
+    # the kept weights lie between the start and the plain training's end, nearer the end
+    torch.manual_seed(CONFIG.seed)
+    from ensemble.models import build_model
+
+    start = build_model("resnet18", n_classes=3, hidden=[8]).state_dict()[key]
+    moved, plain_moved = (averaged["model"][key] - start).norm(), (plain["model"][key] - start).norm()
+    assert 0 < moved < plain_moved
+    assert metrics["val_log_loss"] == pytest.approx(pd.read_csv(paths["history_path"])["val_loss"].iloc[-1])
+
+
+def test_gradient_clipping_limits_each_step(fold_data, tmp_path):
+    torch.manual_seed(CONFIG.seed)
+    from ensemble.models import build_model
+
+    start = build_model("resnet18", n_classes=3, hidden=[8]).state_dict()["head.0.weight"]
+    config = _with(optimizer="momentum", momentum=0.0, weight_decay=0.0, lr=0.05)  # plain SGD
+    _, free, _ = _train(fold_data, tmp_path / "free", config)
+    _, clipped, _ = _train(fold_data, tmp_path / "clipped", _with(**{**config.__dict__, "clip_grad": 1e-4}))
+    steps = 2 * (len(fold_data.train_targets) // CONFIG.batch_size)
+    # plain SGD moves a weight by lr x gradient, so each step's move is at most lr x clip_grad
+    assert (clipped["model"]["head.0.weight"] - start).norm() <= steps * 0.05 * 1e-4 * 1.001
+    assert (free["model"]["head.0.weight"] - start).norm() > 100 * steps * 0.05 * 1e-4

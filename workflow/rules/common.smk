@@ -8,6 +8,7 @@ import yaml
 
 from ensemble import ablation
 from ensemble.backbones import NAMES as BACKBONE_NAMES
+from ensemble.cache import FORMAT as CACHE_FORMAT
 from ensemble.members import members
 
 RUN = config["run"]
@@ -80,6 +81,8 @@ def check_models():
         if settings["backbone"] not in BACKBONE_NAMES:
             raise ValueError(f"models.{name}.backbone: unknown backbone {settings['backbone']!r}; valid "
                              f"names: {', '.join(BACKBONE_NAMES)}")
+        if settings["layer_decay"] is not None and settings["lr_groups"] > 1:
+            raise ValueError(f"models.{name}: layer_decay and lr_groups > 1 both set rates by depth; use one")
         if settings["head_epochs"] + settings["epochs"] < 1:
             raise ValueError(f"models.{name}: head_epochs + epochs must be at least 1")
         if refits(name) and (settings["keep"] == "best" or settings["patience"] > 0):

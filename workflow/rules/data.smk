@@ -75,9 +75,12 @@ rule cache:
         test=f"{RESULTS}/cache/{{side}}px/test.npy",
         train_ids=f"{RESULTS}/cache/{{side}}px/train_ids.txt",
         test_ids=f"{RESULTS}/cache/{{side}}px/test_ids.txt",
+        train_shapes=f"{RESULTS}/cache/{{side}}px/train_shapes.npy",
+        test_shapes=f"{RESULTS}/cache/{{side}}px/test_shapes.npy",
     params:
         data=data_dir,
         out=output_dir,
+        layout=CACHE_FORMAT,  # a new stored layout rebuilds old caches (the params rerun trigger)
     threads: 4
     conda:
         CONDA_ENV
