@@ -63,7 +63,8 @@ def _epoch_seconds(data: Path, cache: ImageCache | None, size: int) -> float:
     fold = FoldData(classes, train["id"].tolist(), source(layout, cache, "train", train["id"].tolist()),
                     train["breed"].map(index).tolist(), source(layout, cache, "train", val["id"].tolist()),
                     val["breed"].map(index).tolist(), val["id"].tolist())
-    config = TrainConfig(backbone="resnet18", hidden=(512,), image_size=size, epochs=1, batch_size=32)
+    config = TrainConfig(backbone="resnet18", hidden=(512,), image_size=size, head_epochs=0, epochs=1,
+                         batch_size=32)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         metrics = train_fold(fold, config, device=torch.device("cpu"), workers=0, checkpoint_path=out / "c.pt",

@@ -144,6 +144,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10, help="epochs of one fold model of the pipeline")
     p.add_argument("--k", type=int, default=5, help="the pipeline's folds: the peer also trains (k-1) x epochs")
     p.add_argument("--only", choices=["equal-epochs", "equal-compute"], help="train one of the two peers only")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one peer run per seed; the table shows the "
+                   "mean, and each run (200 test images make one run's log loss noisy)")
     p.add_argument("--configfile", type=Path, help="a pipeline config layered on config.yaml: run it too")
     p.add_argument("--run", default="peer-side-by-side", help="run name of the pipeline's run")
     p.add_argument("--cores", type=int, default=os.cpu_count())
@@ -158,9 +160,12 @@ def main(a: argparse.Namespace) -> None:
     peers = {"equal-epochs": a.epochs, "equal-compute": (a.k - 1) * a.epochs}
     for what, epochs in peers.items():
         if a.only in (None, what):
-            r = train_peer(a.data, answers, model_name=a.model, weights=a.weights, image_size=a.image_size,
-                           epochs=epochs)
-            rows.append([f"peer: timm recipe, one model, {epochs} epochs ({what})", r])
+            runs = [train_peer(a.data, answers, model_name=a.model, weights=a.weights, image_size=a.image_size,
+                               epochs=epochs, seed=seed) for seed in a.seeds]
+            mean = {key: sum(r[key] for r in runs) / len(runs) for key in runs[0]}
+            each = "" if len(runs) == 1 else f", mean of seeds {a.seeds}: " + " ".join(
+                f"{r['log_loss']:.3f}" for r in runs)
+            rows.append([f"peer: timm recipe, one model, {epochs} epochs ({what}{each})", mean])
     if a.configfile:
         r = run_pipeline(a.configfile, a.run, a.cores)
         rows.append([f"pipeline: {a.configfile} ({a.k} folds x {a.epochs} epochs), submission", r])

@@ -43,11 +43,11 @@ def ablation_table(scores: dict[str, list[dict]], train_seconds: dict[str, list[
     and wall time (the step's k training jobs plus the predictions it uses).
 
     ``scores[step]``: each fold's predict scores (``log_loss_no_tta``, ``log_loss``, ``seconds_by_view``);
-    ``train_seconds[step]``: each fold's training job seconds; ``last_oofs``: the augment step's per-fold OOF
+    ``train_seconds[step]``: each fold's training job seconds; ``last_oofs``: the last trained step's per-fold OOF
     tables with TTA; ``changes[step]``: what the step changes, in words.
     """
     if sorted(f[FOLD].iloc[0] for f in last_oofs) != list(range(len(last_oofs))):
-        raise ValueError("the augment step's OOF tables must be one per fold, in fold order")
+        raise ValueError("the last trained step's OOF tables must be one per fold, in fold order")
 
     def seconds(step: str, views: str) -> float:
         predict = sum(sum(v for name, v in s["seconds_by_view"].items() if views == "all" or name == "original")
@@ -59,7 +59,8 @@ def ablation_table(scores: dict[str, list[dict]], train_seconds: dict[str, list[
     last = TRAINED[-1]
     tta_losses = [s["log_loss"] for s in scores[last]]
     if not np.allclose(tta_losses, _fold_losses(last_oofs), atol=1e-6):
-        raise ValueError("the augment step's OOF tables do not match its scores: were they written by the same run?")
+        raise ValueError("the last trained step's OOF tables do not match its scores: were they written by the same "
+                         "run?")
     rows.append(_row("tta", changes["tta"], tta_losses, seconds(last, "all")))
     clip_losses, _ = cross_fitted_clip(last_oofs)
     rows.append(_row("clip", changes["clip"], clip_losses, seconds(last, "all")))

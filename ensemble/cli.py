@@ -525,7 +525,7 @@ def add_ablation(sub) -> None:
                    help="predict scores.json of each trained row's folds, row by row (baseline .. augment)")
     p.add_argument("--train-benchmarks", type=Path, nargs="+", required=True,
                    help="Snakemake benchmark files of the same training jobs, in the same order")
-    p.add_argument("--oof", type=Path, nargs="+", required=True, help="the augment row's OOF tables, by fold")
+    p.add_argument("--oof", type=Path, nargs="+", required=True, help="the last trained row's OOF tables, by fold")
     p.add_argument("--changes-json", required=True, help="{step: what it changes}")
     p.add_argument("--out-table", type=Path, required=True)
     p.add_argument("--out-markdown", type=Path, required=True)

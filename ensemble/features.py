@@ -14,6 +14,7 @@ their head phase through the backbone.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,7 @@ def compute_features(model, images: Images, ids: list[str], *, train_transform: 
     per_view = []
     for v in range(views):
         torch.manual_seed(view_seed(seed, v))
+        random.seed(view_seed(seed, v))  # timm's crops draw from Python's generator
         per_view.append(backbone_features(model, images, train_transform, device=device, dtype=dtype,
                                           batch_size=batch_size, workers=workers))
         log.info("features: view %d/%d of %d images (%.1f s)", v + 1, views, len(ids), time.perf_counter() - started)

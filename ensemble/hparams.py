@@ -11,13 +11,13 @@ class TrainConfig:
 
     backbone: str
     weights: str = "none"  # none | imagenet | path of a state-dict file
-    hidden: tuple[int, ...] = (4096,)  # widths of the head's hidden layers
+    hidden: tuple[int, ...] = ()  # widths of the head's hidden layers; (4096,) is the write-up's head
     dropout: float = 0.0  # after each hidden layer
     image_size: int | None = field(default=None, metadata={"type": int})  # px; None: the backbone's own
-    head_epochs: int = 0  # phase 1: backbone frozen, only the head trains (0: no such phase)
-    epochs: int = 10  # phase 2: the whole network trains
+    head_epochs: int = 1  # phase 1: backbone frozen, only the head trains (0: no such phase)
+    epochs: int = 9  # phase 2: the whole network trains
     batch_size: int = 32
-    lr: float = 0.05  # peak rate of the head (phase 1), reached after warmup
+    lr: float = 1e-3  # peak rate of the head (phase 1), reached after warmup
     finetune_lr_scale: float = 1.0  # phase 2 head rate = lr * finetune_lr_scale
     lr_groups: int = 1  # phase 2 parameter groups, head to stem (1: one rate for all)
     lr_ratio: float = 1.0  # phase 2: group i from the head trains at lr * finetune_lr_scale * lr_ratio**i
@@ -26,13 +26,13 @@ class TrainConfig:
     cycle_decay: float = 1.0  # SGDR: each cycle's peak rate is this times the one before
     snapshots: bool = False  # keep the model at the end of each phase-2 cycle; predictions average them
     patience: int = 0  # early stopping: judgements without a better val loss (cycle ends with SGDR, else epochs)
-    augment: str = "light"  # none | light | standard | heavy (ensemble.transforms)
+    augment: str = "light"  # none | light | standard | heavy | timm (ensemble.transforms)
     mixup: float = 0.0  # MixUp alpha (0: off)
     cutmix: float = 0.0  # CutMix alpha (0: off); with both on, each batch picks one
-    label_smoothing: float = 0.0  # share of each target spread over all classes
-    optimizer: str = "sgd"  # any of timm.optim.list_optimizers(): sgd (Nesterov), adamw, lamb, ...
+    label_smoothing: float = 0.1  # share of each target spread over all classes
+    optimizer: str = "adamw"  # any of timm.optim.list_optimizers(): sgd (Nesterov), adamw, lamb, ...
     momentum: float = 0.9  # of the optimizers that have one (sgd, momentum, ...)
-    weight_decay: float = 5e-4  # on weights only: none on norms and biases
+    weight_decay: float = 0.05  # on weights only: none on norms and biases
     layer_decay: float | None = field(default=None, metadata={"type": float})  # phase 2: layer i of n at decay**(n-i)
     ema: float = 0.0  # decay of an EMA of the weights (timm ModelEmaV3, warming up); 0: off
     clip_grad: float | None = field(default=None, metadata={"type": float})  # max global gradient norm; None: off

@@ -15,6 +15,7 @@ score is optimistic).
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -200,6 +201,7 @@ class _FoldRun:
         """Train and validate 0-based ``epoch``; returns its history row."""
         t0, seed = time.perf_counter(), _epoch_seed(self.config.seed, epoch)
         torch.manual_seed(seed)
+        random.seed(seed)  # timm's crops draw from Python's generator
         generator = torch.Generator().manual_seed(seed)
         on_features = self.phase == "head" and self.bank is not None
         if on_features:

@@ -8,6 +8,9 @@ Augmentation presets for training; no vertical flips anywhere, since photos have
 - ``standard``: light + TrivialAugmentWide (Müller & Hutter, arXiv:2103.10158).
 - ``heavy``: random resized crop (scale 0.08-1) + flip + RandAugment (Cubuk et al., arXiv:1909.13719) +
   random erasing (Zhong et al., arXiv:1708.04896).
+- ``timm``: what timm's train.py does by default, from timm's own ``create_transform``: random resized crop
+  (scale 0.08-1, ratio 3/4-4/3, bilinear or bicubic at random), flip, colour jitter 0.4. Its crops draw from
+  Python's ``random``, which training seeds per epoch like torch's.
 
 Eval: resize the shorter side to size / crop_pct, centre-crop ``size``.
 TTA views: ``original`` (the eval transform), ``hflip``, ``scale:S`` (resize to S times the eval resize, then
@@ -19,7 +22,7 @@ from __future__ import annotations
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-PRESETS = ("none", "light", "standard", "heavy")
+PRESETS = ("none", "light", "standard", "heavy", "timm")
 VIEW_NAMES = ("original", "hflip", "scale:S", "five_crop")
 
 
@@ -38,6 +41,12 @@ def train_transform(size: int, crop_pct: float = 0.875,
         raise ValueError(f"augmentation preset must be one of {PRESETS}, got {preset!r}")
     if preset == "none":
         return v2.Compose([*_eval_steps(size, crop_pct), *_to_tensor()])
+    if preset == "timm":
+        from timm.data import create_transform
+
+        crop, colour, _ = create_transform(size, is_training=True, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                                           hflip=0.5, color_jitter=0.4, interpolation="random", separate=True)
+        return v2.Compose([*crop.transforms, *colour.transforms, *_to_tensor()])  # uint8 out, not normalised
     scale = (0.08, 1.0) if preset == "heavy" else (0.35, 1.0)
     steps = [v2.RandomResizedCrop(size, scale=scale, antialias=True), v2.RandomHorizontalFlip()]
     if preset == "standard":

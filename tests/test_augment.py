@@ -1,5 +1,7 @@
 """Augmentation presets, test-time augmentation, soft-target losses, and the speed switches really used."""
 
+import random
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -41,6 +43,23 @@ def test_presets_add_what_they_promise():
     assert _steps(train_transform(32, 0.875, "none")) == _steps(eval_transform(32, 0.875))
     with pytest.raises(ValueError, match="preset"):
         train_transform(32, 0.875, "extreme")
+
+
+def test_the_timm_preset_is_timms_own_train_transform_seeded_like_the_rest(image):
+    transform = train_transform(32, 0.875, "timm")
+    assert _steps(transform) == ["RandomResizedCropAndInterpolation", "RandomHorizontalFlip", "ColorJitter",
+                                 "ToImage"]
+    crop = transform.transforms[0]
+    assert crop.scale == (0.08, 1.0) and len(crop.interpolation) == 2  # bilinear or bicubic, at random
+    assert transform.transforms[2].brightness == (0.6, 1.4)  # colour jitter 0.4
+    out = transform(image)
+    assert out.dtype == torch.uint8 and out.shape == (3, 32, 32)  # normalised by the model, not here
+    draws = []
+    for _ in range(2):
+        random.seed(7)
+        torch.manual_seed(7)
+        draws.append(transform(image))
+    assert torch.equal(*draws)  # training seeds both generators at every epoch start
 
 
 def test_tta_views(image):

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO
 from sklearn.metrics import log_loss
 
 from ensemble.cli import main
@@ -64,3 +65,20 @@ def test_blend_writes_fitted_weights_and_every_models_score(tmp_path):
     assert set(scores["model_scores"]) == {str(tmp_path / "noise.csv"), str(tmp_path / "good.csv")}
     best_single = min(s["log_loss"] for s in scores["model_scores"].values())
     assert scores["overall"]["log_loss"] <= best_single + 1e-4  # softmax weights reach 1 only in the limit
+
+
+def test_the_training_dataclass_and_the_schema_hold_the_same_defaults():
+    import dataclasses
+
+    import yaml
+
+    from ensemble.hparams import TrainConfig
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    model = schema["$defs"]["model"]["properties"]
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    shared = sorted(set(fields) & {k for k, v in model.items() if "default" in v})
+    assert len(shared) >= 25
+    for key in shared:
+        default = list(fields[key]) if isinstance(fields[key], tuple) else fields[key]
+        assert default == model[key]["default"], key

@@ -34,7 +34,8 @@ CONFIG = {
     "data": {"dir": "data/demo", "answers": "data/demo/test_labels.csv"},
     "demo": {"classes": 3, "train": 36, "test": 9, "size": 32},
     "folds": {"k": 3},
-    "models": {"r18": {"backbone": "resnet18", "hidden": [8], "image_size": 32, "epochs": 1, "batch_size": 12}},
+    "models": {"r18": {"backbone": "resnet18", "hidden": [8], "image_size": 32, "head_epochs": 0, "epochs": 1,
+                       "batch_size": 12}},
     "train": {"device": "auto"},  # auto declares one GPU per training job, which a CPU-only machine still runs
 }
 

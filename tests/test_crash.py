@@ -30,7 +30,8 @@ def dataset(tmp_path_factory) -> tuple[Path, Path]:
 
 def _train_cmd(data: Path, folds: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "ensemble", "train", "--data", str(data), "--folds", str(folds), "--fold", "0",
-            "--backbone", "resnet18", "--hidden", "8", "--image-size", "32", "--epochs", "3", "--batch-size", "4",
+            "--backbone", "resnet18", "--hidden", "8", "--image-size", "32", "--head-epochs", "0", "--epochs", "3",
+            "--batch-size", "4", "--optimizer", "sgd", "--lr", "0.05", "--weight-decay", "0.0005",
             "--precision", "fp32", "--threads", "1", "--checkpoint", str(out / "ckpt.pt"),
             "--out-model", str(out / "model.pt"), "--out-history", str(out / "history.csv"),
             "--out-metrics", str(out / "metrics.json")]
@@ -58,7 +59,8 @@ def _start_and_signal(cmd: list[str], checkpoint: Path, sig: int) -> subprocess.
 
 
 @pytest.mark.parametrize("recipe", [(), ("--optimizer", "adamw", "--lr", "0.001", "--ema", "0.9", "--clip-grad", "1",
-                                    "--layer-decay", "0.7")], ids=["sgd", "adamw-ema-clip-layer-decay"])
+                                    "--layer-decay", "0.7", "--augment", "timm")],
+                         ids=["sgd", "adamw-ema-clip-layer-decay-timm-augment"])
 def test_sigkill_mid_epoch_then_rerun_equals_a_run_never_killed(dataset, tmp_path, recipe):
     data, folds = dataset
     straight, killed = tmp_path / "straight", tmp_path / "killed"
@@ -111,7 +113,8 @@ def test_a_failed_fold_leaves_finished_folds_alone_and_rerun_trains_only_it(data
     data, _ = dataset
     config = {"run": "r", "data": {"dir": str(data), "answers": None}, "folds": {"k": 3},
               "train": {"device": "cpu"}, "models": {"m": {"backbone": "resnet18", "hidden": [8], "image_size": 32,
-                                                           "epochs": 1, "batch_size": 8, "precision": "fp32"}}}
+                                                           "head_epochs": 0, "epochs": 1, "batch_size": 8,
+                                                           "precision": "fp32"}}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     blocker = tmp_path / "results/r/checkpoints/m/fold1/checkpoint.pt"
     blocker.mkdir(parents=True)  # a directory where fold 1 must write its checkpoint: that job fails

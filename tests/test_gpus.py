@@ -74,8 +74,8 @@ def test_six_folds_on_two_fake_gpus_never_share_one(tmp_path):
     write_kaggle_dataset(data, ["a", "b", "c"], per_class=12, n_test=3, size=32)
     config = {"run": "g", "data": {"dir": str(data), "answers": None}, "folds": {"k": 6},
               "train": {"device": "auto"},
-              "models": {"m": {"backbone": "resnet18", "hidden": [8], "image_size": 32, "epochs": 1,
-                               "batch_size": 8, "precision": "fp32"}}}
+              "models": {"m": {"backbone": "resnet18", "hidden": [8], "image_size": 32, "head_epochs": 0,
+                               "epochs": 1, "batch_size": 8, "precision": "fp32"}}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     env = {"PATH": __import__("os").environ["PATH"], "ENSEMBLE_FAKE_GPUS": "2",
            "ENSEMBLE_GPU_LOCK_DIR": str(tmp_path / "locks"), "HOME": str(tmp_path)}

@@ -23,8 +23,8 @@ CONFIG = {
     "data": {"dir": "data/demo", "answers": "data/demo/test_labels.csv"},
     "demo": {"classes": 4, "train": 96, "test": 24, "size": 32},
     "folds": {"k": 3},
-    "models": {"r18": {"backbone": "resnet18", "hidden": [16], "image_size": 32, "epochs": 2, "batch_size": 16,
-                       "refit": True}},
+    "models": {"r18": {"backbone": "resnet18", "hidden": [16], "image_size": 32, "head_epochs": 0, "epochs": 2,
+                       "batch_size": 16, "refit": True}},
     "train": {"device": "cpu"},
     "clip": {"floor": 0.001, "ceiling": 0.999},
     "postprocess": {"method": "both", "scope": "per_fold"},
@@ -134,7 +134,7 @@ def test_provenance_records_config_and_versions(run_dir):
     for package in ("python", "torch", "torchvision", "snakemake", "ensemble"):
         assert versions[package], package
     resolved = yaml.safe_load((results(run_dir) / "provenance/config.yaml").read_text())
-    assert resolved["models"]["r18"]["lr"] == 0.05  # a schema default, filled in
+    assert resolved["models"]["r18"]["lr"] == 0.001  # a schema default, filled in
     assert resolved["folds"]["k"] == 3
 
 
@@ -271,17 +271,19 @@ def test_the_ablation_trains_its_rows_on_the_runs_folds_and_only_the_last_uses_t
     override.write_text(yaml.safe_dump({"ablation": {"two_phase": {"head_epochs": 1, "lr_groups": 2},
                                                      "sgdr": {"cycle_epochs": 1}}}))
     args = ("ablation", "--configfile", str(run_dir / "config.yaml"), str(override))
-    assert planned_jobs(run_dir, *args) == {"train": 12, "predict": 12, "ablation_table": 1, "ablation": 1,
-                                            "features": 3}  # the rows with a head phase
+    assert planned_jobs(run_dir, *args) == {"train": 21, "predict": 21, "ablation_table": 1, "ablation": 1,
+                                            "features": 6}  # the rows with a head phase
     done = snakemake(run_dir, "--dry-run", "--printshellcmds", *args)
     commands = done.stdout
     tta = {member: views for views, member in re.findall(
         r"--tta ([a-z ]+?) --device[^\n]*?--out-oof results/tiny/predict/(ablation-[a-z_]+)/fold0", commands)}
     assert tta == {"ablation-baseline": "original", "ablation-two_phase": "original", "ablation-sgdr": "original",
-                   "ablation-augment": "original hflip"}
+                   "ablation-augment": "original", "ablation-optimizer": "original", "ablation-layer_decay": "original",
+                   "ablation-ema": "original hflip"}
     baseline = re.search(r"python -m ensemble train .*?--out-model results/tiny/train/ablation-baseline/fold0/",
                          commands).group(0)
     assert "--head-epochs 0" in baseline and "--epochs 2" in baseline and "--augment none" in baseline
+    assert "--optimizer sgd" in baseline and "--lr 0.05" in baseline
     assert "--folds results/tiny/folds/folds.csv" in baseline  # the run's own folds, not new ones
 
 

@@ -20,14 +20,15 @@ def _history(losses):
 
 
 def test_plain_cosine_judges_every_epoch():
-    config = TrainConfig("resnet18", epochs=6, patience=2)
+    config = TrainConfig("resnet18", head_epochs=0, epochs=6, patience=2)
     assert not should_stop(config, _history([1.0, 0.9, 0.95]))
     assert should_stop(config, _history([1.0, 0.9, 0.95, 0.97]))
-    assert not should_stop(TrainConfig("resnet18", epochs=6), _history([1.0, 2, 3, 4, 5]))  # patience 0: off
+    plain = TrainConfig("resnet18", head_epochs=0, epochs=6)
+    assert not should_stop(plain, _history([1.0, 2, 3, 4, 5]))  # patience 0: off
 
 
 def test_sgdr_judges_only_at_cycle_ends():
-    config = TrainConfig("resnet18", epochs=8, cycle_epochs=2, patience=1)
+    config = TrainConfig("resnet18", head_epochs=0, epochs=8, cycle_epochs=2, patience=1)
     assert config.cycle_ends() == [2, 4, 6, 8]
     # The restart at epoch 3 raises the loss, but the cycle end at epoch 4 is better than epoch 2: go on.
     assert not should_stop(config, _history([1.0, 0.8, 1.5, 0.7]))

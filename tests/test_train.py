@@ -8,7 +8,8 @@ import ensemble.train as train_module
 from ensemble.hparams import TrainConfig
 from ensemble.train import train_fold
 
-CONFIG = TrainConfig(backbone="resnet18", hidden=(8,), image_size=24, epochs=2, batch_size=4, lr=0.05,
+CONFIG = TrainConfig(backbone="resnet18", hidden=(8,), image_size=24, head_epochs=0, epochs=2, batch_size=4,
+                     lr=0.05, optimizer="sgd", weight_decay=5e-4, label_smoothing=0.0,
                      precision="fp32", seed=3)
 
 

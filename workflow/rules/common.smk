@@ -47,7 +47,9 @@ def ablation_variants():
         base.pop(key, None)
     settings = config["ablation"]
     return ablation.variants(base, two_phase=settings["two_phase"], sgdr=settings["sgdr"],
-                             augment=settings["augment"])
+                             augment=settings["augment"], baseline=settings["baseline"],
+                             optimizer=settings["optimizer"], layer_decay=settings["layer_decay"],
+                             ema=settings["ema"])
 
 
 def model_config(name):
