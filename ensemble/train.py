@@ -5,11 +5,10 @@ with learning rates that fall by depth. Each phase has its own optimizer (any of
 Nesterov momentum, AdamW, LAMB, ...) and per-batch warmup + cosine schedule; the loss is log-softmax + NLL, a
 true multi-class log loss. Optionally gradients are clipped by norm, and an exponential moving average of the
 weights (timm's ``ModelEmaV3``, its decay warming up with the step count) is the model that is validated,
-snapshotted, kept and predicts. A checkpoint after every epoch
-lets a killed job resume exactly: randomness is re-seeded from (seed, epoch) at each epoch start, so a
-resumed run draws the same batches and augmentations as one never stopped. The model kept is the last
-epoch's, or with ``keep='best'`` the epoch of lowest validation loss (then the metrics say its out-of-fold
-score is optimistic).
+snapshotted, kept and predicts. A checkpoint after every epoch lets a killed job resume exactly: randomness
+(torch's and Python's) is re-seeded from (seed, epoch) at each epoch start, so a resumed run draws the same
+batches and augmentations as one never stopped. The model kept is the last epoch's, or with ``keep='best'``
+the epoch of lowest validation loss (then the metrics say its out-of-fold score is optimistic).
 """
 
 from __future__ import annotations
