@@ -115,8 +115,9 @@ def test_each_fold_wrote_model_history_metrics_and_a_log(run_dir):
 
 def test_the_cache_holds_every_image_once_at_the_eval_resize(run_dir):
     cache = results(run_dir) / "cache/37px"  # round(32 / 0.875)
-    assert np.load(cache / "train.npy", mmap_mode="r").shape == (96, 37, 37, 3)
-    assert np.load(cache / "test.npy", mmap_mode="r").shape == (24, 37, 37, 3)
+    assert np.load(cache / "train.npy", mmap_mode="r").shape == (96, 37, 2 * 37, 3)  # whole photos up to 2:1
+    assert np.load(cache / "test.npy", mmap_mode="r").shape == (24, 37, 74, 3)
+    assert np.load(cache / "train_shapes.npy").shape == (96, 2)
     assert (results(run_dir) / "benchmarks/cache/37px.tsv").exists()
 
 
