@@ -78,3 +78,20 @@ def test_training_stops_early_and_says_so(fold_data, tmp_path, monkeypatch):
     metrics, _, paths = _train(fold_data, tmp_path, config)
     assert pd.read_csv(paths["history_path"])["epoch"].tolist() == [1, 2]
     assert metrics["early_stopped"] and metrics["epochs_run"] == 2 and metrics["optimistic"]
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "lamb"])
+def test_two_phases_sgdr_snapshots_and_the_lr_finder_work_with_other_optimizers(fold_data, tmp_path, optimizer):
+    config = TrainConfig(**{**CONFIG.__dict__, "optimizer": optimizer, "lr": 1e-3, "weight_decay": 0.05,
+                            "head_epochs": 1, "epochs": 4, "cycle_epochs": 2, "snapshots": True,
+                            "warmup_epochs": 0.0, "ema": 0.9})
+    metrics, saved, paths = _train(fold_data, tmp_path, config)
+    history = pd.read_csv(paths["history_path"])
+    assert history["phase"].tolist() == ["head", "full", "full", "full", "full"]
+    lr = history["lr"].tolist()
+    assert lr[1] == pytest.approx(1e-3) and lr[3] == pytest.approx(1e-3) and lr[2] < lr[1]  # a restart
+    assert metrics["snapshot_epochs"] == [3, 5]
+    for key, value in saved["snapshots"][-1]["model"].items():  # the EMA at the last cycle end is the model kept
+        assert torch.equal(value, saved["model"][key])
+    table, suggested = train_module.find_lr(fold_data, config, device=torch.device("cpu"), workers=0, num_steps=8)
+    assert len(table) > 1 and 0 < suggested < 10
