@@ -1,7 +1,10 @@
 """Atomic file writes: a reader (or Snakemake) never sees a half-written output.
 
-Everything is written to a temporary file in the destination folder, flushed, then renamed over the
-destination. A crash or Ctrl-C leaves at most a stray ``.tmp-*`` file, never a truncated output.
+Everything is written to a temporary file in the destination folder, flushed, given the mode a plain
+``open()`` would give it (0666 less the umask: readable by a colleague or a container host, where a bare
+temporary file would be 0600), then renamed over the destination. A crash or Ctrl-C leaves at most a stray
+``.tmp-<name>.<pid>.*`` file, never a truncated output; the next write of that output removes the strays
+of processes no longer alive.
 """
 
 from __future__ import annotations
@@ -17,18 +20,51 @@ from typing import Any
 import pandas as pd
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() gives a new file
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def clean_stale_temps(path: Path, prefix: str) -> list[Path]:
+    """Remove ``{prefix}.<pid>.*`` files beside ``path`` left by processes that died (a kill mid-write)."""
+    removed = []
+    for stray in path.parent.glob(f"{prefix}.*"):
+        pid = stray.name[len(prefix) + 1:].split(".")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            stray.unlink(missing_ok=True)
+            removed.append(stray)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    prefix = f".tmp-{path.name}"
+    clean_stale_temps(path, prefix)
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}.{os.getpid()}.", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

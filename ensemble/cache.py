@@ -29,13 +29,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ensemble.layout import Layout, load_rgb, read_labels, read_sample_ids
+from ensemble.atomic import clean_stale_temps, write_text
+from ensemble.layout import DECODE, Layout, load_rgb, read_labels, read_sample_ids
 
 log = logging.getLogger(__name__)
 EVAL_CROP = 0.875
 SPLITS = ("train", "test")
 MAX_ASPECT = 2  # longer side kept whole up to this many times the shorter one
-FORMAT = 2  # of the stored layout (1: centre squares); the cache rule reruns when it changes
+LAYOUT = 2  # of the stored arrays (1: centre squares)
+FORMAT = f"{LAYOUT}.{DECODE}"  # layout and decode versions: the cache rule reruns when either changes
 
 
 def cache_side(image_size: int) -> int:
@@ -73,7 +75,9 @@ def shapes_path(array: Path) -> Path:
 def write_split(paths: list[Path], out: Path, side: int, workers: int = 1, progress_every: int = 2000) -> None:
     """Decode ``paths`` into one (N, side, MAX_ASPECT * side, 3) uint8 .npy at ``out`` and its shapes beside it,
     written in place of any old ones only when complete (a killed job leaves no half-written cache)."""
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp, shapes_tmp = (out.with_name(f".tmp-{name}.{os.getpid()}.npy") for name in (out.name, shapes_path(out).name))
+    for name in (out.name, shapes_path(out).name):
+        clean_stale_temps(out.with_name(name), f".tmp-{name}")  # of a killed build
     shape = (len(paths), side, MAX_ASPECT * side, 3)
     array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
     shapes = np.zeros((len(paths), 2), dtype=np.int32)  # stored width, portrait
@@ -89,25 +93,27 @@ def write_split(paths: list[Path], out: Path, side: int, workers: int = 1, progr
                              (i + 1) / (time.perf_counter() - started))
         array.flush()
         del array
-        np.save(shapes_path(tmp), shapes)
-        os.replace(shapes_path(tmp), shapes_path(out))
+        np.save(shapes_tmp, shapes)
+        os.replace(shapes_tmp, shapes_path(out))
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-        shapes_path(tmp).unlink(missing_ok=True)
+        shapes_tmp.unlink(missing_ok=True)
     log.info("%s: %d images of %d px in %.1f s", out, len(paths), side, time.perf_counter() - started)
 
 
-def build_cache(data_dir: Path, out_dir: Path, side: int, workers: int = 1) -> None:
-    """The cache of a data set in the Kaggle layout: both splits and their ids."""
+def build_cache(data_dir: Path, out_dir: Path, side: int, workers: int = 1,
+                splits: tuple[str, ...] = SPLITS) -> None:
+    """The cache of a data set in the Kaggle layout: the splits' arrays and their ids (each split apart, so a
+    changed test image leaves the training cache, and so the trained models, alone)."""
     layout = Layout(Path(data_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
-    ids = {"train": read_labels(layout.labels_csv)["id"].tolist(),
-           "test": read_sample_ids(layout.sample_submission_csv)}
     image = {"train": layout.train_image, "test": layout.test_image}
-    for split in SPLITS:
+    for split in splits:
+        ids = {split: read_labels(layout.labels_csv)["id"].tolist() if split == "train"
+               else read_sample_ids(layout.sample_submission_csv)}
         write_split([image[split](i) for i in ids[split]], out_dir / f"{split}.npy", side, workers)
-        (out_dir / f"{split}_ids.txt").write_text("".join(f"{i}\n" for i in ids[split]))
+        write_text("".join(f"{i}\n" for i in ids[split]), out_dir / f"{split}_ids.txt")
 
 
 @dataclass(frozen=True)
@@ -129,14 +135,14 @@ class ImageCache:
 
     def __init__(self, root: Path):
         self.root = Path(root)
-        if not shapes_path(self.root / "train.npy").exists():
-            raise ValueError(f"{self.root} was built by an older version of this package (centre squares only): "
-                             "delete it and rerun; Snakemake rebuilds it by itself")
         self._index: dict[str, dict[str, int]] = {}
         self._shapes: dict[str, np.ndarray] = {}
 
     def rows(self, split: str, ids: list[str]) -> CacheRows:
         if split not in self._index:
+            if not shapes_path(self.root / f"{split}.npy").exists():
+                raise ValueError(f"{self.root}: no {split} cache of this version (an older one stored centre "
+                                 "squares only): delete the folder and rerun; Snakemake rebuilds it by itself")
             names = (self.root / f"{split}_ids.txt").read_text().splitlines()
             self._index[split] = {name: i for i, name in enumerate(names)}
             self._shapes[split] = np.load(shapes_path(self.root / f"{split}.npy"))
@@ -151,4 +157,5 @@ class ImageCache:
 
     @property
     def side(self) -> int:
-        return int(np.load(self.root / "train.npy", mmap_mode="r").shape[1])
+        array = next(self.root / f"{s}.npy" for s in SPLITS if (self.root / f"{s}.npy").exists())
+        return int(np.load(array, mmap_mode="r").shape[1])

@@ -65,6 +65,7 @@ def add_check_inputs(sub) -> None:
     p = sub.add_parser("check-inputs", help="check a data set in the Kaggle layout before any training")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--k", type=int, required=True)
+    p.add_argument("--split", choices=["train", "test"], nargs="+", default=["train", "test"])
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--out", type=Path, required=True, help="JSON summary, written only when all checks pass")
 
@@ -72,13 +73,29 @@ def add_check_inputs(sub) -> None:
 def run_check_inputs(a) -> None:
     from ensemble.inputs import check_inputs
 
-    write_json(check_inputs(a.data, a.k, threads=a.threads), a.out)
+    write_json(check_inputs(a.data, a.k, threads=a.threads, splits=tuple(a.split)), a.out)
+
+
+def add_fingerprint(sub) -> None:
+    p = sub.add_parser("fingerprint", help="hash every image and table: one digest per split, for the DAG")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--store", type=Path, required=True, help="hashes kept by (path, size, mtime)")
+    p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--out-train", type=Path, required=True)
+    p.add_argument("--out-test", type=Path, required=True)
+
+
+def run_fingerprint(a) -> None:
+    from ensemble.fingerprint import write_stamps
+
+    write_stamps(a.data, {"train": a.out_train, "test": a.out_test}, a.store, a.threads)
 
 
 def add_cache(sub) -> None:
     p = sub.add_parser("cache", help="decode every image once into memory-mappable uint8 arrays")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--side", type=int, required=True, help="px of the stored squares")
+    p.add_argument("--split", choices=["train", "test"], nargs="+", default=["train", "test"])
     p.add_argument("--threads", type=int, default=1, help="decoding processes")
     p.add_argument("--out", type=Path, required=True, help="the cache folder")
 
@@ -86,7 +103,7 @@ def add_cache(sub) -> None:
 def run_cache(a) -> None:
     from ensemble.cache import build_cache
 
-    build_cache(a.data, a.out, a.side, a.threads)
+    build_cache(a.data, a.out, a.side, a.threads, splits=tuple(a.split))
 
 
 def add_folds(sub) -> None:
@@ -158,13 +175,13 @@ def _fold_data(data_dir: Path, folds_csv: Path, fold: int | None, cache=None):
     labelled image, no validation set."""
     from ensemble.data import source
     from ensemble.folds import split
-    from ensemble.layout import ID, LABEL, Layout, read_classes
+    from ensemble.layout import ID, LABEL, Layout, read_classes, read_table
     from ensemble.train import FoldData
 
     layout = Layout(data_dir)
     classes = read_classes(layout.sample_submission_csv)
     index = {c: i for i, c in enumerate(classes)}
-    table = pd.read_csv(folds_csv, dtype={ID: str, LABEL: str})
+    table = read_table(folds_csv)
     train, val = split(table, fold) if fold is not None else (table, table.iloc[:0])
     return FoldData(classes, train[ID].tolist(), source(layout, cache, "train", train[ID].tolist()),
                     train[LABEL].map(index).tolist(), source(layout, cache, "train", val[ID].tolist()),
@@ -190,6 +207,8 @@ def add_train(sub) -> None:
     p.add_argument("--out-metrics", type=Path, required=True)
     p.add_argument("--features", type=Path, help="cached features of the frozen backbone (python -m ensemble "
                                                  "features): the head phase trains on them")
+    p.add_argument("--data-stamp", type=Path, help="the training split's stamp (python -m ensemble fingerprint): "
+                                                   "a checkpoint of other data is never resumed")
     _add_runtime(p)
     _add_train_config(p)
 
@@ -198,9 +217,10 @@ def run_train(a) -> None:
     from ensemble.train import train_fold
 
     device = _runtime(a)
+    digest = json.loads(a.data_stamp.read_text())["sha256"] if a.data_stamp else None
     train_fold(_fold_data(a.data, a.folds, None if a.full else a.fold, _cache(a)), _train_config(a),
                device=device, workers=a.workers, checkpoint_path=a.checkpoint, model_path=a.out_model,
-               history_path=a.out_history, metrics_path=a.out_metrics, features=a.features)
+               history_path=a.out_history, metrics_path=a.out_metrics, features=a.features, data_digest=digest)
 
 
 def add_features(sub) -> None:
@@ -266,11 +286,11 @@ def add_predict(sub) -> None:
 
 
 def run_predict(a) -> None:
-    from ensemble.layout import ID, LABEL, Layout, read_sample_ids
+    from ensemble.layout import Layout, read_sample_ids, read_table
     from ensemble.predict import predict_fold
 
     device = _runtime(a)
-    folds = pd.read_csv(a.folds, dtype={ID: str, LABEL: str})
+    folds = read_table(a.folds)
     oof, test, scores = predict_fold(a.model, folds, a.fold, a.data,
                                      read_sample_ids(Layout(a.data).sample_submission_csv),
                                      device=device, workers=a.workers, batch_size=a.batch_size,
@@ -302,9 +322,9 @@ def run_predict_test(a) -> None:
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    from ensemble.layout import ID, LABEL
+    from ensemble.layout import read_table
 
-    return pd.read_csv(path, dtype={ID: str, LABEL: str}, keep_default_na=False)
+    return read_table(path)
 
 
 def add_average(sub) -> None:
@@ -562,9 +582,9 @@ def run_provenance(a) -> None:
     write_json(versions(Path.cwd()), a.out_versions)
 
 
-VERBS = ["demo_data", "check_inputs", "cache", "folds", "lr_find", "train", "features", "predict", "predict_test",
-         "average", "blend", "postprocess", "plots", "submit", "predict_new", "leaderboard", "validate", "score",
-         "provenance", "ablation"]
+VERBS = ["demo_data", "fingerprint", "check_inputs", "cache", "folds", "lr_find", "train", "features", "predict",
+         "predict_test", "average", "blend", "postprocess", "plots", "submit", "predict_new", "leaderboard",
+         "validate", "score", "provenance", "ablation"]
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -2,11 +2,17 @@
 
 Datasets yield uint8 image tensors; the model normalises whole batches itself (``ensemble.models``), on the
 device, so a CUDA loader moves a quarter of the bytes fp32 would and no worker spends time on arithmetic.
+
+Random augmentation does not depend on the loader's worker count: with ``seed`` set (per epoch, by training),
+each sample's transform draws from torch's and Python's generators seeded from (seed, sample index), in a
+fork of the process's own generators, so 0 workers and 8 give the same pixels, and the main process's stream
+(dropout, MixUp) is the same either way.
 """
 
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -21,28 +27,60 @@ from ensemble.layout import Layout, load_rgb
 Images = Sequence[Path] | CacheRows  # image files, or rows of a cached split
 
 
-class ImageFiles(Dataset):
+def sample_seed(seed: int, index: int) -> int:
+    """The seed of one sample's random transform: a function of (seed, index) alone."""
+    return (seed * 1_000_003 + index * 7919 + 1) % (1 << 63)
+
+
+def seeded(transform: Callable, image, seed: int):
+    """``transform(image)`` drawing from torch's and Python's generators seeded with ``seed``, leaving the
+    caller's generators as they were."""
+    state = random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)  # timm's crops draw from Python's generator
+        try:
+            return transform(image)
+        finally:
+            random.setstate(state)
+
+
+class _Transformed(Dataset):
+    """What both datasets share: targets, the transform and its per-sample seeding (``seed`` None: draw from
+    the process's generators)."""
+
+    def __init__(self, n: int, targets: Sequence[int] | None, transform: Callable, seed: int | None):
+        self.targets = list(targets) if targets is not None else [-1] * n
+        self.transform, self.seed = transform, seed
+
+    def _transform(self, image, i: int) -> torch.Tensor:
+        return self.transform(image) if self.seed is None else seeded(self.transform, image,
+                                                                     sample_seed(self.seed, i))
+
+
+class ImageFiles(_Transformed):
     """(transformed image, target) pairs from a list of files; target -1 where unknown (test images)."""
 
-    def __init__(self, paths: Sequence[Path], targets: Sequence[int] | None, transform: Callable):
+    def __init__(self, paths: Sequence[Path], targets: Sequence[int] | None, transform: Callable,
+                 seed: int | None = None):
         self.paths = list(paths)
-        self.targets = list(targets) if targets is not None else [-1] * len(self.paths)
-        self.transform = transform
+        super().__init__(len(self.paths), targets, transform, seed)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(load_rgb(self.paths[i])), self.targets[i]
+        return self._transform(load_rgb(self.paths[i]), i), self.targets[i]
 
 
-class CachedImages(Dataset):
+class CachedImages(_Transformed):
     """(transformed image, target) pairs from rows of a cached split, memory-mapped on first use in each
     process (the dataset pickles as a path, so worker processes never copy the array)."""
 
-    def __init__(self, source: CacheRows, targets: Sequence[int] | None, transform: Callable):
-        self.source, self.transform = source, transform
-        self.targets = list(targets) if targets is not None else [-1] * len(source)
+    def __init__(self, source: CacheRows, targets: Sequence[int] | None, transform: Callable,
+                 seed: int | None = None):
+        self.source = source
+        super().__init__(len(source), targets, transform, seed)
         self._array: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -59,7 +97,7 @@ class CachedImages(Dataset):
         image = Image.fromarray(np.ascontiguousarray(stored))
         if self.source.portrait[i]:
             image = image.transpose(Image.Transpose.TRANSPOSE)  # portrait photos are stored transposed
-        return self.transform(image), self.targets[i]
+        return self._transform(image, i), self.targets[i]
 
 
 def source(layout: Layout, cache: ImageCache | None, split: str, ids: list[str]) -> Images:
@@ -70,11 +108,13 @@ def source(layout: Layout, cache: ImageCache | None, split: str, ids: list[str])
     return [image(i) for i in ids]
 
 
-def image_dataset(images: Images, targets: Sequence[int] | None, transform: Callable) -> Dataset:
-    """The dataset for files or cache rows."""
+def image_dataset(images: Images, targets: Sequence[int] | None, transform: Callable,
+                  seed: int | None = None) -> Dataset:
+    """The dataset for files or cache rows; ``seed``: each sample's random transform seeded from (seed,
+    index), whatever the worker count (set it again per epoch)."""
     if isinstance(images, CacheRows):
-        return CachedImages(images, targets, transform)
-    return ImageFiles(images, targets, transform)
+        return CachedImages(images, targets, transform, seed)
+    return ImageFiles(images, targets, transform, seed)
 
 
 def loader_workers(requested: int | str, device: torch.device) -> int:

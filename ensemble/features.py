@@ -14,7 +14,6 @@ their head phase through the backbone.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,10 +32,12 @@ def view_seed(seed: int, view: int) -> int:
 
 @torch.no_grad()
 def backbone_features(model, images: Images, transform: Callable, *, device: torch.device,
-                      dtype: torch.dtype | None, batch_size: int, workers: int) -> torch.Tensor:
-    """(N, F) float32 pooled features of ``images`` under ``transform``, in image order, backbone in eval."""
+                      dtype: torch.dtype | None, batch_size: int, workers: int,
+                      seed: int | None = None) -> torch.Tensor:
+    """(N, F) float32 pooled features of ``images`` under ``transform`` (random ones seeded per image from
+    ``seed``), in image order, backbone in eval."""
     model.eval()
-    loader = make_loader(image_dataset(images, None, transform), batch_size=batch_size, shuffle=False,
+    loader = make_loader(image_dataset(images, None, transform, seed), batch_size=batch_size, shuffle=False,
                          workers=workers, device=device)
     out = []
     for x, _ in loader:
@@ -53,10 +54,8 @@ def compute_features(model, images: Images, ids: list[str], *, train_transform: 
     started = time.perf_counter()
     per_view = []
     for v in range(views):
-        torch.manual_seed(view_seed(seed, v))
-        random.seed(view_seed(seed, v))  # timm's crops draw from Python's generator
         per_view.append(backbone_features(model, images, train_transform, device=device, dtype=dtype,
-                                          batch_size=batch_size, workers=workers))
+                                          batch_size=batch_size, workers=workers, seed=view_seed(seed, v)))
         log.info("features: view %d/%d of %d images (%.1f s)", v + 1, views, len(ids), time.perf_counter() - started)
     plain = backbone_features(model, images, eval_transform, device=device, dtype=dtype, batch_size=batch_size,
                               workers=workers)

@@ -18,6 +18,7 @@ import yaml
 
 from ensemble.blend import average_tables, class_columns
 from ensemble.finalize import _with_probs
+from ensemble.layout import is_hidden, read_sample_ids
 from ensemble.members import members
 from ensemble.postprocess import Fitted, apply_temperature
 from ensemble.predict import load_model, mean_probs, predict_views, probability_table
@@ -29,8 +30,8 @@ log = logging.getLogger(__name__)
 def image_ids(images: Path, sample: Path | None) -> list[str]:
     """Ids to predict: the sample submission's rows, else every image file in ``images`` (sorted)."""
     if sample is not None:
-        return pd.read_csv(sample, usecols=["id"], dtype=str)["id"].tolist()
-    ids = sorted(p.stem for p in images.iterdir() if p.is_file() and not p.name.startswith("."))
+        return read_sample_ids(sample)
+    ids = sorted(p.stem for p in images.iterdir() if p.is_file() and not is_hidden(p.name))
     if not ids:
         raise ValueError(f"{images} holds no images to predict")
     return ids

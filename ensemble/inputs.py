@@ -1,12 +1,14 @@
 """Input check: fail before any training, naming the ids, classes and files at fault and the fix.
 
-Checks that every labelled id has a decodable image, ids are unique and labelled, the label set equals the
-submission columns, each class has at least k images, and every sample_submission id has a test image.
-Images in other modes (grayscale, CMYK, PNG bytes in a .jpg) are fine: they load as RGB and are counted.
+Checks that every labelled id has a decodable image, ids are unique, labelled and name a file inside their
+folder, the class columns are unique and equal the label set, each class has at least k images, and every
+sample_submission id is unique and has a test image. Images in other modes (grayscale, CMYK, PNG bytes in a
+.jpg) are fine: they load as RGB and are counted. The OS's bookkeeping files are ignored.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ensemble.layout import ID, LABEL, Layout, read_classes, read_labels, read_sample_ids
+from ensemble.layout import ID, LABEL, Layout, id_leaves_folder, is_hidden, read_classes, read_labels, read_sample_ids
 
 log = logging.getLogger(__name__)
 SHOWN = 10  # how many offending ids an error message lists before "and N more"
@@ -46,11 +48,30 @@ def _probe_all(paths: list[Path], threads: int) -> list[tuple[str | None, str | 
         return list(pool.map(probe_image, paths))
 
 
-def _label_problems(labels, classes: list[str], k: int) -> list[str]:
+def _id_problems(file: str, ids: list[str]) -> list[str]:
+    """Duplicate, empty and folder-leaving ids of labels.csv or sample_submission.csv."""
     problems = []
-    dup = labels[ID][labels[ID].duplicated()].unique().tolist()
+    seen: Counter = Counter(ids)
+    dup = [i for i, n in seen.items() if n > 1]
     if dup:
-        problems.append(f"duplicate ids in labels.csv: {_listing(dup)}; keep one row per id")
+        problems.append(f"duplicate ids in {file}: {_listing(dup)}; keep one row per id")
+    if "" in seen:
+        problems.append(f"empty ids in {file} ({seen['']} rows); every row needs the file name of its image")
+    leaving = [i for i in seen if id_leaves_folder(i)]
+    if leaving:
+        problems.append(f"ids in {file} that name a file outside their folder: {_listing(leaving)}; an id is "
+                        "the image's file name without .jpg")
+    return problems
+
+
+def _class_problems(classes: list[str]) -> list[str]:
+    dup = [c for c, n in Counter(classes).items() if n > 1]
+    problems = [f"duplicate class columns in sample_submission.csv: {_listing(dup)}; keep one column per class"]
+    return problems if dup else []
+
+
+def _label_problems(labels, classes: list[str], k: int) -> list[str]:
+    problems = _id_problems("labels.csv", labels[ID].tolist())
     empty = labels[ID][labels[LABEL].str.strip() == ""].tolist()
     if empty:
         problems.append(f"ids with an empty label in labels.csv: {_listing(empty)}; label or remove them")
@@ -82,7 +103,7 @@ def _image_problems(kind: str, ids: list[str], paths: list[Path], threads: int) 
 def _test_folder_problems(layout: Layout, test_ids: list[str]) -> list[str]:
     if not test_ids:
         return [f"{layout.sample_submission_csv} has no rows; it must list every test id"]
-    files = {p.stem for p in layout.test_dir.iterdir() if p.is_file()}
+    files = {p.stem for p in layout.test_dir.iterdir() if p.is_file() and not is_hidden(p.name)}
     if not files:
         return [f"{layout.test_dir} is empty; it must hold one <id>.jpg per sample_submission row"]
     extra = sorted(files - set(test_ids))
@@ -92,8 +113,10 @@ def _test_folder_problems(layout: Layout, test_ids: list[str]) -> list[str]:
     return []
 
 
-def check_inputs(data_dir: str | Path, k: int, threads: int = 4) -> dict:
-    """Check a data set in the Kaggle layout; return a summary for the report.
+def check_inputs(data_dir: str | Path, k: int, threads: int = 4, splits: tuple[str, ...] = ("train", "test")) -> dict:
+    """Check a data set in the Kaggle layout; return a summary for the report. ``splits``: what to check,
+    the training side (labels.csv, the class columns, train/) and the test side (the sample's ids, test/),
+    so that a changed test image never re-checks, and so never retrains, the training side.
 
     Raises:
         InputError: listing every problem found, each with its fix.
@@ -103,26 +126,27 @@ def check_inputs(data_dir: str | Path, k: int, threads: int = 4) -> dict:
         if not required.exists():
             raise InputError(f"{required} does not exist; data.dir must point at a folder in the Kaggle "
                              "layout (labels.csv, sample_submission.csv, train/, test/)")
-    labels = read_labels(layout.labels_csv)
     classes = read_classes(layout.sample_submission_csv)
-    test_ids = read_sample_ids(layout.sample_submission_csv)
-    problems = _label_problems(labels, classes, k) + _test_folder_problems(layout, test_ids)
-    train_problems, train_modes = _image_problems(
-        "training", labels[ID].tolist(), [layout.train_image(i) for i in labels[ID]], threads)
-    test_problems, test_modes = _image_problems(
-        "test", test_ids, [layout.test_image(i) for i in test_ids], threads)
-    problems += train_problems + test_problems
+    problems, summary = [], {}
+    if "train" in splits:
+        labels = read_labels(layout.labels_csv)
+        problems += _class_problems(classes) + _label_problems(labels, classes, k)
+        train_ids = [i for i in labels[ID] if not id_leaves_folder(i)]  # never read a file outside the folders
+        train_problems, train_modes = _image_problems(
+            "training", train_ids, [layout.train_image(i) for i in train_ids], threads)
+        problems += train_problems
+        summary.update(n_train=len(labels), classes=classes,
+                       train_per_class=dict(sorted(Counter(labels[LABEL]).items())), train_formats=dict(train_modes))
+    if "test" in splits:
+        test_ids = read_sample_ids(layout.sample_submission_csv)
+        problems += _id_problems("sample_submission.csv", test_ids) + _test_folder_problems(layout, test_ids)
+        safe_test_ids = [i for i in test_ids if not id_leaves_folder(i)]
+        test_problems, test_modes = _image_problems(
+            "test", safe_test_ids, [layout.test_image(i) for i in safe_test_ids], threads)
+        problems += test_problems
+        summary.update(n_test=len(test_ids), test_formats=dict(test_modes))
     if problems:
         raise InputError(f"{len(problems)} problem(s) in {layout.root}:\n- " + "\n- ".join(problems))
-    summary = {
-        "data_dir": str(layout.root),
-        "n_train": len(labels),
-        "n_test": len(test_ids),
-        "classes": classes,
-        "train_per_class": dict(sorted(Counter(labels[LABEL]).items())),
-        "train_formats": dict(train_modes),
-        "test_formats": dict(test_modes),
-    }
-    log.info("inputs ok: %d training images in %d classes, %d test images", len(labels), len(classes),
-             len(test_ids))
+    log.info("inputs ok (%s): %s", ", ".join(splits), json.dumps({k: v for k, v in summary.items()
+                                                                  if k.startswith("n_")}))
     return summary

@@ -6,18 +6,35 @@
     DATA/sample_submission.csv   id,<class 1>,...,<class K>   the column order of a valid submission
 
 Any other data set laid out the same way works. Images are decoded by content, not by extension, so
-grayscale, CMYK, palette and PNG-in-.jpg files all load as 3-channel RGB.
+grayscale, CMYK, palette and PNG-in-.jpg files all load as 3-channel RGB, turned upright by their EXIF
+orientation as a photo viewer shows them. Ids and class names are strings everywhere: ``NA``, ``None``,
+``007`` stay what they are. The OS's bookkeeping files (``.DS_Store``, ``._*``, ``Thumbs.db``,
+``desktop.ini``) are not images: every stage ignores them.
 """
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageOps
 
 ID, LABEL = "id", "breed"
+OS_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})  # lower case
+DECODE = 2  # version of how an image file becomes pixels (2: EXIF orientation applied); caches keep it
+
+
+def is_hidden(name: str) -> bool:
+    """Whether a file name is the OS's bookkeeping (dot-files, Thumbs.db, desktop.ini), not an image."""
+    return name.startswith(".") or name.lower() in OS_FILES
+
+
+def id_leaves_folder(image_id: str) -> bool:
+    """Whether ``<folder>/<id>.jpg`` would name a file outside the folder (``../x``, ``/etc/x``)."""
+    path = PurePath(image_id)
+    return path.is_absolute() or ".." in path.parts or image_id.startswith("~")
 
 
 @dataclass(frozen=True)
@@ -43,24 +60,44 @@ class Layout:
         return self.root / "test"
 
     def train_image(self, image_id: str) -> Path:
-        return self.train_dir / f"{image_id}.jpg"
+        return _image(self.train_dir, image_id)
 
     def test_image(self, image_id: str) -> Path:
-        return self.test_dir / f"{image_id}.jpg"
+        return _image(self.test_dir, image_id)
+
+
+def _image(folder: Path, image_id: str) -> Path:
+    if id_leaves_folder(image_id):
+        raise ValueError(f"id {image_id!r} names a file outside {folder}; ids are file names without .jpg")
+    return folder / f"{image_id}.jpg"
+
+
+def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Any of the project's CSVs (labels, sample submission, folds, probability tables, answer keys): ids and
+    labels as strings, and no text read as missing (pandas' defaults turn ``NA``, ``None``, ``null`` into NaN
+    and ``007`` into 7). The one reader of them all."""
+    return pd.read_csv(path, usecols=columns, dtype={ID: str, LABEL: str}, keep_default_na=False,
+                       na_filter=False)
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:
     """Read an ``id,breed`` table (labels.csv or an answer key) with string columns."""
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = read_table(path)
     missing = {ID, LABEL} - set(df.columns)
     if missing:
         raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected a header 'id,breed'")
     return df[[ID, LABEL]]
 
 
+def read_header(path: str | Path) -> list[str]:
+    """A CSV's column names exactly as written (pandas would rename a repeated one to ``name.1``)."""
+    with open(path, newline="") as f:
+        return next(csv.reader(f), [])
+
+
 def read_classes(sample_submission: str | Path) -> list[str]:
     """Class names in submission column order (every column of sample_submission.csv but ``id``)."""
-    columns = list(pd.read_csv(sample_submission, nrows=0).columns)
+    columns = read_header(sample_submission)
     if not columns or columns[0] != ID:
         raise ValueError(f"{sample_submission}: the first column must be 'id', got {columns[:1]}")
     return columns[1:]
@@ -68,15 +105,17 @@ def read_classes(sample_submission: str | Path) -> list[str]:
 
 def read_sample_ids(sample_submission: str | Path) -> list[str]:
     """Test ids in submission row order."""
-    return pd.read_csv(sample_submission, usecols=[ID], dtype=str)[ID].tolist()
+    return read_table(sample_submission, columns=[ID])[ID].tolist()
 
 
 def load_rgb(path: str | Path) -> Image.Image:
-    """Decode an image file, whatever its real format or mode, as a fully loaded RGB image."""
+    """Decode an image file, whatever its real format or mode, as a fully loaded RGB image, upright (its EXIF
+    orientation applied)."""
     with Image.open(path) as im:
         im.load()
+        im = ImageOps.exif_transpose(im)  # a copy, independent of the closed file
         if im.mode == "RGB":
-            return im.copy()
+            return im
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
             im = im.convert("RGBA")
             background = Image.new("RGB", im.size, (255, 255, 255))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +47,10 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.to(device, non_blocking=True)
 
 
+class DivergedError(ValueError):
+    """The training loss became NaN or infinite: the weights are lost, so training stops at once."""
+
+
 def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.device, dtype: torch.dtype | None,
               frozen_backbone: bool, mixer=None, label_smoothing: float = 0.0, on_features: bool = False,
               clip_grad: float | None = None, ema=None, step: int = 0) -> float:
@@ -54,7 +59,8 @@ def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.devic
     ``on_features``: the loader yields the frozen backbone's features and only the head runs (the frozen
     phase on cached features, ``ensemble.features``). ``clip_grad``: the gradients' global norm is clipped to
     it. ``ema`` (``timm.utils.ModelEmaV3``): updated after every optimizer step, ``step`` counting the steps
-    before this epoch (its decay warms up with the step count).
+    before this epoch (its decay warms up with the step count). A non-finite loss raises ``DivergedError``
+    before the optimizer steps on it.
     """
     set_train_mode(model, frozen_backbone)
     forward = model.head if on_features else model
@@ -67,6 +73,9 @@ def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.devic
         with autocast(device, dtype):
             logits = forward(x)
         loss = soft_nll(F.log_softmax(logits.float(), dim=1), y, label_smoothing)  # (N, K) log-probs -> mean
+        value = loss.item()
+        if not math.isfinite(value):
+            raise DivergedError(f"the training loss is {value} at batch {n // max(len(y), 1) + 1}")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if clip_grad is not None:
@@ -78,7 +87,7 @@ def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.devic
         if ema is not None:
             step += 1
             ema.update(model, step=step)
-        total += loss.item() * len(y)
+        total += value * len(y)
         n += len(y)
     return total / max(n, 1)
 

@@ -28,14 +28,14 @@ from torch.utils.data import TensorDataset
 from ensemble.atomic import torch_save, write_csv, write_json
 from ensemble.backbones import get_backbone
 from ensemble.cache import CacheRows
-from ensemble.checkpoint import checkpoint_key, load_checkpoint, save_checkpoint
+from ensemble.checkpoint import checkpoint_key, context, load_checkpoint, save_checkpoint
 from ensemble.data import Images, image_dataset, make_loader
 from ensemble.device import resolve_precision
 from ensemble.features import FeatureBank, compute_features
 from ensemble.finetune import freeze_backbone, param_groups
 from ensemble.gpus import current_slot
 from ensemble.hparams import TrainConfig
-from ensemble.loops import batch_mixer, predict_log_probs, run_epoch
+from ensemble.loops import DivergedError, batch_mixer, predict_log_probs, run_epoch
 from ensemble.lr_finder import lr_range_test, suggest_lr
 from ensemble.models import build_model
 from ensemble.schedule import Cosine, cycle_bounds
@@ -138,7 +138,7 @@ class _FoldRun:
     """The moving parts of one fold's training, so that each step below stays short."""
 
     def __init__(self, data: FoldData, config: TrainConfig, device: torch.device, workers: int,
-                 checkpoint_path: Path | None, features: Path | None = None):
+                 checkpoint_path: Path | None, features: Path | None = None, data_digest: str | None = None):
         self.data, self.config, self.device, self.workers = data, config, device, workers
         self.bank = FeatureBank(features) if features and config.head_epochs else None
         if self.bank is not None and (config.mixup or config.cutmix):
@@ -148,7 +148,10 @@ class _FoldRun:
             self.feature_rows = (self.bank.rows(data.train_ids), self.bank.rows(data.val_ids))
         self.checkpoint_path, self.pre = checkpoint_path, preprocessing(config)
         self.dtype = resolve_precision(config.precision, device)
-        self.key = checkpoint_key(asdict(config), data.classes, data.train_ids)
+        self.key = checkpoint_key(asdict(config), data.classes, data.train_ids, context(
+            weights=config.weights, data_digest=data_digest, features=self.bank is not None,
+            image_source="cache" if isinstance(data.train_images, CacheRows) else "files",
+            precision=str(self.dtype)))
         self.resumed = load_checkpoint(checkpoint_path, self.key) if checkpoint_path else None
         torch.manual_seed(config.seed)
         self.model = build_model(config.backbone, n_classes=len(data.classes), hidden=list(config.hidden),
@@ -206,6 +209,7 @@ class _FoldRun:
         if on_features:
             loader, val_loader = self._feature_loaders(epoch, generator)
         else:
+            self.train_set.seed = seed  # each sample's augmentation from (seed, epoch, index): workers-proof
             loader = make_loader(self.train_set, batch_size=self.config.batch_size, shuffle=True,
                                  workers=self.workers, device=self.device, drop_last=self.drop_last,
                                  generator=generator)
@@ -243,21 +247,29 @@ class _FoldRun:
 
 def train_fold(data: FoldData, config: TrainConfig, *, device: torch.device, workers: int,
                checkpoint_path: Path, model_path: Path, history_path: Path, metrics_path: Path,
-               features: Path | None = None) -> dict:
+               features: Path | None = None, data_digest: str | None = None) -> dict:
     """Train (or resume) one fold's model and write its model file, history table and metrics; with
-    ``features`` (``ensemble.features``) the head phase trains on the frozen backbone's cached features."""
+    ``features`` (``ensemble.features``) the head phase trains on the frozen backbone's cached features.
+    ``data_digest`` (of the training split, ``ensemble.fingerprint``) joins the checkpoint's key."""
     if config.total_epochs < 1:
         raise ValueError("head_epochs + epochs must be at least 1")
     if not len(data.val_images) and (config.keep == "best" or config.patience > 0):
         raise ValueError("training on every labelled image (refit) has no validation set to choose an epoch "
                          "by: use keep: last and patience: 0 for a model with refit: true")
     started = time.perf_counter()
-    run = _FoldRun(data, config, device, workers, checkpoint_path, features)
+    run = _FoldRun(data, config, device, workers, checkpoint_path, features, data_digest)
     stopped = should_stop(config, run.state.history)
     for epoch in range(run.state.epoch, 0 if stopped else config.total_epochs):
         if config.phase(epoch) != run.phase:
             run.begin_phase(config.phase(epoch))
-        run.record(run.run_epoch(epoch))
+        try:
+            row = run.run_epoch(epoch)
+        except DivergedError as e:
+            kept = f"the checkpoint of epoch {run.state.epoch} is kept" if run.state.epoch else "nothing to keep"
+            raise DivergedError(f"{model_path.parent} diverged in epoch {epoch + 1}/{config.total_epochs}: {e} "
+                                f"({kept}). Lower lr, set clip_grad (e.g. 1.0) or precision: fp32, then "
+                                "rerun") from e
+        run.record(row)
         if should_stop(config, run.state.history):
             log.info("early stopping after epoch %d: no better validation loss for %d judgement(s)", epoch + 1,
                      config.patience)
@@ -273,6 +285,7 @@ def find_lr(data: FoldData, config: TrainConfig, *, device: torch.device, worker
     run = _FoldRun(data, config, device, workers, checkpoint_path=None)
     phase = config.phase(0)
     optimizer, _ = _make_optimizer(run.model, config, phase, run.steps)
+    run.train_set.seed = config.seed
     loader = make_loader(run.train_set, batch_size=config.batch_size, shuffle=True, workers=workers,
                          device=device, drop_last=run.drop_last,
                          generator=torch.Generator().manual_seed(config.seed))

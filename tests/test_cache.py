@@ -2,6 +2,7 @@
 not loaded."""
 
 import pickle
+import subprocess
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from ensemble.cache import MAX_ASPECT, ImageCache, build_cache, cache_side, decode_resized
 from ensemble.data import CachedImages, ImageFiles, image_dataset
+from ensemble.layout import load_rgb
 from ensemble.models import build_model
 from ensemble.transforms import eval_transform, train_transform
 
@@ -103,8 +105,8 @@ def test_a_random_crop_can_see_the_whole_photo_not_only_its_centre(tmp_path):
 def test_an_old_cache_of_centre_squares_is_refused_with_the_fix(tmp_path):
     (tmp_path / "old").mkdir()
     np.save(tmp_path / "old" / "train.npy", np.zeros((1, 8, 8, 3), dtype=np.uint8))
-    with pytest.raises(ValueError, match="older version.*delete it"):
-        ImageCache(tmp_path / "old")
+    with pytest.raises(ValueError, match="older one stored centre squares.*delete the folder"):
+        ImageCache(tmp_path / "old").rows("train", ["x"])
 
 
 def test_the_dataset_pickles_as_a_path_and_maps_the_array_lazily(cache):
@@ -129,3 +131,35 @@ def test_the_model_normalises_uint8_batches_itself():
         torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(model(x.float()), expected, rtol=1e-4, atol=1e-5)  # after MixUp: float
     assert "scale" not in model.state_dict()  # follows from the backbone; old model files still load
+
+
+def test_a_killed_build_leaves_temp_files_that_the_next_build_removes(tiny_dataset, tmp_path):
+    out = tmp_path / "cache"
+    out.mkdir()
+    dead = _dead_pid()
+    strays = [out / f".tmp-train.npy.{dead}.npy", out / f".tmp-train_shapes.npy.{dead}.npy"]
+    for stray in strays:
+        stray.write_bytes(b"half")
+    build_cache(tiny_dataset, out, cache_side(24), splits=("train",))
+    assert not any(s.exists() for s in strays)
+    assert sorted(p.name for p in out.iterdir()) == ["train.npy", "train_ids.txt", "train_shapes.npy"]
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_photos_are_decoded_upright_by_their_exif_orientation(tmp_path):
+    pixels = np.zeros((20, 40, 3), dtype=np.uint8)
+    pixels[:, :10] = 255  # a white band on the left of a landscape photo
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera was turned: show the stored pixels rotated 90 degrees clockwise
+    Image.fromarray(pixels).save(tmp_path / "phone.jpg", exif=exif, quality=100)
+    upright = np.asarray(load_rgb(tmp_path / "phone.jpg"))
+    assert upright.shape == (40, 20, 3)  # portrait, as a photo viewer shows it
+    assert upright[:8].mean() > 200 and upright[-8:].mean() < 30  # the band is now at the top
+    stored, portrait = decode_resized(tmp_path / "phone.jpg", 10)  # and the cache stores it the same way
+    assert portrait and stored.shape == (10, 20, 3)

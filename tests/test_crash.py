@@ -3,6 +3,8 @@ leaves the finished ones alone, and no shell command can be injected through a c
 
 from __future__ import annotations
 
+import importlib
+import os
 import re
 import signal
 import subprocess
@@ -16,6 +18,7 @@ import torch
 import yaml
 from conftest import REPO, write_kaggle_dataset
 
+import ensemble.atomic as atomic
 from ensemble.folds import assign_folds
 
 
@@ -47,7 +50,9 @@ def _predict(data: Path, folds: Path, out: Path) -> pd.DataFrame:
 
 def _start_and_signal(cmd: list[str], checkpoint: Path, sig: int) -> subprocess.CompletedProcess:
     """Start training, wait for its first checkpoint (epoch 1 done), let epoch 2 begin, then send ``sig``."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a suite started in the background (`pytest &`, nohup) hands its children SIGINT ignored: restore it
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -103,9 +108,9 @@ def test_a_data_path_cannot_inject_a_shell_command(tmp_path):
     config = {"run": "evil", "data": {"dir": str(evil), "answers": None}, "folds": {"k": 2},
               "models": {"m": {"backbone": "resnet18"}}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    done = _snakemake(tmp_path, "results/evil/inputs/report.json")
+    done = _snakemake(tmp_path, "results/evil/inputs/train_report.json")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert '"n_train": 6' in (tmp_path / "results/evil/inputs/report.json").read_text()
+    assert '"n_train": 6' in (tmp_path / "results/evil/inputs/train_report.json").read_text()
     assert not list(tmp_path.rglob("pwned*")) and not list(Path.cwd().glob("pwned*"))
 
 
@@ -130,3 +135,26 @@ def test_a_failed_fold_leaves_finished_folds_alone_and_rerun_trains_only_it(data
     done = _snakemake(tmp_path, *targets, "--set-threads", "train=1")
     assert done.returncode == 0, done.stderr[-2000:]
     assert {k: (tmp_path / targets[k]).stat().st_mtime_ns for k in (0, 2)} == finished
+
+
+def test_outputs_get_the_umask_s_mode_and_killed_temp_files_are_cleaned(tmp_path):
+    from ensemble.atomic import write_csv, write_json
+
+    old = os.umask(0o027)
+    try:
+        importlib.reload(atomic)  # the mode is read from the umask once, at import
+        proc = subprocess.Popen(["true"])
+        proc.wait()
+        stray = tmp_path / f".tmp-table.csv.{proc.pid}.x1y2"  # left by a writer killed mid-write
+        stray.write_text("half")
+        atomic.write_csv(pd.DataFrame({"a": [1]}), tmp_path / "table.csv")
+        assert (tmp_path / "table.csv").stat().st_mode & 0o777 == 0o640
+        assert not stray.exists()
+    finally:
+        os.umask(old)
+        importlib.reload(atomic)
+    write_json({"a": 1}, tmp_path / "x.json")
+    write_csv(pd.DataFrame({"a": [1]}), tmp_path / "y.csv")
+    expected = 0o666 & ~old
+    assert {(tmp_path / n).stat().st_mode & 0o777 for n in ("x.json", "y.csv")} == {expected}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv", "x.json", "y.csv"]

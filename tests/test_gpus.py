@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import logging
+import os
 import re
 import signal
 import subprocess
@@ -13,7 +16,7 @@ import pytest
 import yaml
 from conftest import REPO, write_kaggle_dataset
 
-from ensemble.gpus import gpu_slot, pinned_gpu, visible_gpus
+from ensemble.gpus import gpu_slot, holders, pinned_gpu, visible_gpus
 
 
 def test_visible_gpus_come_from_fakes_then_the_scheduler_then_nvidia_smi(monkeypatch):
@@ -100,3 +103,35 @@ def test_each_slurm_job_gets_a_lock_folder_of_its_own(tmp_path):
 
     assert lock_dir({"ENSEMBLE_GPU_LOCK_DIR": str(tmp_path)}) == tmp_path
     assert lock_dir({"ENSEMBLE_GPU_LOCK_DIR": str(tmp_path), "SLURM_JOB_ID": "77"}) == tmp_path / "slurm-77"
+
+
+def test_the_lock_folder_is_shared_by_every_user_and_a_waiting_job_says_who_holds_each_slot(tmp_path, caplog):
+    folder = tmp_path / "locks"
+    with gpu_slot(["0"], folder):
+        assert folder.stat().st_mode & 0o7777 == 0o1777  # like /tmp: any user adds lock files, none removes others'
+        assert (folder / "gpu-0.lock").stat().st_mode & 0o777 == 0o666
+        held = holders(["0"], folder)["0"]
+        assert f"pid {os.getpid()}" in held and "user " in held and "since " in held
+        with caplog.at_level(logging.INFO, logger="ensemble.gpus"):
+            with pytest.raises(TimeoutError, match=rf"held by: gpu 0: user .* pid {os.getpid()}"):
+                with gpu_slot(["0"], folder, poll_seconds=0.05, timeout_seconds=0.3, report_seconds=0.1):
+                    pass
+        assert caplog.text.count("are busy") >= 2  # said again while it waits, not once and then silence
+        assert f"gpu 0: user {getpass.getuser()}" in caplog.text
+    assert holders(["0"], folder) == {}  # released: no holder line
+
+
+def test_another_users_lock_folder_that_is_not_shared_says_how_to_fix_it(tmp_path, monkeypatch):
+    folder = tmp_path / "locks"
+    folder.mkdir()
+    real_open = os.open
+
+    def as_another_user(path, flags, mode=0o777):
+        if flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", as_another_user)
+    with pytest.raises(PermissionError, match=r"chmod 1777 .*ENSEMBLE_GPU_LOCK_DIR"):
+        with gpu_slot(["0"], folder):
+            pass

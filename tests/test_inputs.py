@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from ensemble.inputs import InputError, check_inputs
-from ensemble.layout import load_rgb
+from ensemble.layout import Layout, is_hidden, load_rgb, read_classes, read_labels
 
 
 def test_good_dataset_passes_with_a_summary(tiny_dataset):
@@ -110,3 +110,56 @@ def test_paths_with_spaces_and_non_ascii_letters_work(tmp_path):
     root = tmp_path / "dog breeds é ü 犬"
     write_kaggle_dataset(root, ["chien", "hund"], per_class=3, n_test=2)
     assert check_inputs(root, k=3)["n_train"] == 6
+
+
+def test_ids_that_leave_their_folder_are_refused_by_name_and_never_read(tiny_dataset):
+    labels = pd.read_csv(tiny_dataset / "labels.csv", dtype=str)
+    test_id = pd.read_csv(tiny_dataset / "sample_submission.csv", dtype=str)["id"][0]
+    labels.loc[0, "id"] = f"../test/{test_id}"  # would train on a test image
+    labels.loc[1, "id"] = "/etc/hostname"
+    labels.to_csv(tiny_dataset / "labels.csv", index=False)
+    with pytest.raises(InputError) as err:
+        check_inputs(tiny_dataset, k=3)
+    assert f"outside their folder: ../test/{test_id}, /etc/hostname" in str(err.value)
+    with pytest.raises(ValueError, match="outside"):
+        Layout(tiny_dataset).train_image("../test/x")
+
+
+def test_duplicate_sample_ids_and_class_columns_are_named(tiny_dataset):
+    lines = (tiny_dataset / "sample_submission.csv").read_text().splitlines()
+    header = lines[0] + ",dingo"  # a second dingo column
+    rows = [line + ",0" for line in lines[1:]]
+    (tiny_dataset / "sample_submission.csv").write_text("\n".join([header, *rows, rows[0]]) + "\n")
+    with pytest.raises(InputError) as err:
+        check_inputs(tiny_dataset, k=3)
+    assert "duplicate class columns in sample_submission.csv: dingo" in str(err.value)
+    assert f"duplicate ids in sample_submission.csv: {rows[0].split(',')[0]}" in str(err.value)
+
+
+def test_os_bookkeeping_files_are_ignored(tiny_dataset):
+    for folder in ("train", "test"):
+        (tiny_dataset / folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+        (tiny_dataset / folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+        (tiny_dataset / folder / "._photo.jpg").write_bytes(b"\x00\x05\x16\x07")
+    assert check_inputs(tiny_dataset, k=3)["n_test"] == 4
+    assert [is_hidden(n) for n in (".DS_Store", "Thumbs.db", "desktop.ini", "._x.jpg", "thumbs.jpg")] == \
+        [True, True, True, True, False]
+
+
+def test_ids_and_classes_stay_strings_whatever_they_look_like(tmp_path):
+    from conftest import write_kaggle_dataset
+
+    root = tmp_path / "data"
+    write_kaggle_dataset(root, ["NA", "None", "null"], per_class=3, n_test=2)
+    labels = pd.read_csv(root / "labels.csv", dtype=str, keep_default_na=False)
+    renamed = {old: new for old, new in zip(labels["id"][:3], ["dog 1a2b (1)", "007", "NaN"])}
+    for old, new in renamed.items():
+        (root / "train" / f"{old}.jpg").rename(root / "train" / f"{new}.jpg")
+    labels["id"] = labels["id"].replace(renamed)
+    labels.to_csv(root / "labels.csv", index=False)
+    read = read_labels(root / "labels.csv")
+    assert read["id"][:3].tolist() == ["dog 1a2b (1)", "007", "NaN"]
+    assert read["breed"].unique().tolist() == ["NA", "None", "null"]
+    assert read_classes(root / "sample_submission.csv") == ["NA", "None", "null"]
+    summary = check_inputs(root, k=3)
+    assert summary["train_per_class"] == {"NA": 3, "None": 3, "null": 3}

@@ -118,7 +118,7 @@ def test_the_cache_holds_every_image_once_at_the_eval_resize(run_dir):
     assert np.load(cache / "train.npy", mmap_mode="r").shape == (96, 37, 2 * 37, 3)  # whole photos up to 2:1
     assert np.load(cache / "test.npy", mmap_mode="r").shape == (24, 37, 74, 3)
     assert np.load(cache / "train_shapes.npy").shape == (96, 2)
-    assert (results(run_dir) / "benchmarks/cache/37px.tsv").exists()
+    assert (results(run_dir) / "benchmarks/cache/37px/train.tsv").exists()
 
 
 def test_the_refit_trains_on_every_labelled_image_with_the_same_schedule(run_dir):
@@ -221,6 +221,7 @@ RETRAIN = {"train", "predict", "refit", "predict_refit", "average", "blend", "po
 
 @pytest.mark.parametrize("change,expected", [
     ({"clip": {"floor": 0.01}}, {"submit", "score", "all"}),
+    ({"train": {"workers": 1, "deterministic": True}, "predict": {"batch_size": 7}}, set()),  # speed only
     ({"models": {"r18": {"lr": "auto"}}}, {"lr_find", *RETRAIN}),
     ({"models": {"r18": {"epochs": 3}}}, RETRAIN),
 ])
@@ -240,6 +241,8 @@ def test_workflow_passes_snakemake_lint():
     ({**CONFIG, "folds": {"k": 3, "seeds": 1}}, "Additional properties are not allowed ('seeds'"),
     ({**CONFIG, "folds": {"k": "five"}}, "'five' is not of type 'integer'"),
     ({**CONFIG, "folds": {"k": 1}}, "1 is less than the minimum of 2"),
+    ({**CONFIG, "run": ".."}, "'..' does not match"),
+    ({**CONFIG, "models": {"..": {"backbone": "resnet18"}}}, "'..' does not match"),
     ({**CONFIG, "clip": {"floor": 0.5, "ceiling": 0.4}}, "clip.floor (0.5) must be below clip.ceiling (0.4)"),
     ({**CONFIG, "models": {"r18": {"backbone": "resnet19"}}}, "unknown backbone 'resnet19'; valid names: resnet18"),
     ({**CONFIG, "models": {"r18": {"backbone": "resnet18", "keep": "first"}}}, "'first' is not one of"),
@@ -261,10 +264,12 @@ def test_bad_data_stops_at_the_input_check_with_the_id_named(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(tmp_path)
     assert done.returncode != 0
-    log = (tmp_path / f"logs/{RUN}/check_inputs.log").read_text()
+    log = (tmp_path / f"logs/{RUN}/check_inputs/train.log").read_text()
     assert labels["id"][3] in log and "unreadable" in log and "replace the files or remove the ids" in log
-    written = [p for p in (tmp_path / "results").rglob("*") if p.is_file() and "provenance" not in p.parts]
-    assert written == []  # no partial output: nothing past the check ran
+    written = {str(p.relative_to(tmp_path / "results")) for p in (tmp_path / "results").rglob("*") if p.is_file()}
+    assert written - {f"{RUN}/provenance/config.yaml", f"{RUN}/provenance/versions.json",
+                      f"{RUN}/inputs/test_report.json"} == {  # no partial output: nothing past the check ran
+        f"{RUN}/inputs/train.json", f"{RUN}/inputs/test.json", ".data-hashes.json"}  # the data's stamps
 
 
 def test_the_ablation_trains_its_rows_on_the_runs_folds_and_only_the_last_uses_tta(run_dir, tmp_path):

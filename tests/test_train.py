@@ -3,9 +3,11 @@ import logging
 import pandas as pd
 import pytest
 import torch
+import torchvision
 
 import ensemble.train as train_module
 from ensemble.hparams import TrainConfig
+from ensemble.models import build_model
 from ensemble.train import train_fold
 
 CONFIG = TrainConfig(backbone="resnet18", hidden=(8,), image_size=24, head_epochs=0, epochs=2, batch_size=4,
@@ -102,7 +104,6 @@ def _with(**changes) -> TrainConfig:
 
 
 def test_the_optimizer_is_timms_by_name_with_no_decay_on_norms_and_biases():
-    from ensemble.models import build_model
 
     model = build_model("resnet18", n_classes=3, hidden=[8])
     for name, kind in (("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)):
@@ -126,7 +127,6 @@ def test_a_slow_ema_is_what_is_kept_and_validated(fold_data, tmp_path):
     assert not torch.equal(plain["model"][key], averaged["model"][key])
     # the kept weights lie between the start and the plain training's end, nearer the end
     torch.manual_seed(CONFIG.seed)
-    from ensemble.models import build_model
 
     start = build_model("resnet18", n_classes=3, hidden=[8]).state_dict()[key]
     moved, plain_moved = (averaged["model"][key] - start).norm(), (plain["model"][key] - start).norm()
@@ -136,7 +136,6 @@ def test_a_slow_ema_is_what_is_kept_and_validated(fold_data, tmp_path):
 
 def test_gradient_clipping_limits_each_step(fold_data, tmp_path):
     torch.manual_seed(CONFIG.seed)
-    from ensemble.models import build_model
 
     start = build_model("resnet18", n_classes=3, hidden=[8]).state_dict()["head.0.weight"]
     config = _with(optimizer="momentum", momentum=0.0, weight_decay=0.0, lr=0.05)  # plain SGD
@@ -146,3 +145,72 @@ def test_gradient_clipping_limits_each_step(fold_data, tmp_path):
     # plain SGD moves a weight by lr x gradient, so each step's move is at most lr x clip_grad
     assert (clipped["model"]["head.0.weight"] - start).norm() <= steps * 0.05 * 1e-4 * 1.001
     assert (free["model"]["head.0.weight"] - start).norm() > 100 * steps * 0.05 * 1e-4
+
+
+def test_a_corrupt_checkpoint_is_moved_aside_not_deleted(fold_data, tmp_path, caplog):
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "ckpt.pt").write_bytes(b"half a checkpoint")
+    with caplog.at_level(logging.WARNING, logger="ensemble.checkpoint"):
+        _train(fold_data, tmp_path)
+    aside = list(tmp_path.glob("ckpt.pt.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == b"half a checkpoint"
+    assert "moved it to" in caplog.text
+
+
+def _key(fold_data, config=CONFIG, **context_changes):
+    run = train_module._FoldRun(fold_data, config, torch.device("cpu"), 0, None,
+                                data_digest=context_changes.get("data_digest", "abc"))
+    return run.key
+
+
+def test_the_checkpoint_key_covers_what_changes_the_weights_and_only_that(fold_data, tmp_path):
+    base = _key(fold_data)
+    assert _key(fold_data, data_digest="abd") != base  # the pixels changed
+    assert _key(fold_data, TrainConfig(**{**CONFIG.__dict__, "precision": "bf16"})) != base
+    weights = tmp_path / "w.pt"
+    torch.manual_seed(1)
+    torch.save(torchvision.models.resnet18(num_classes=5).state_dict(), weights)
+    with_file = _key(fold_data, TrainConfig(**{**CONFIG.__dict__, "weights": str(weights)}))
+    torch.manual_seed(2)
+    torch.save(torchvision.models.resnet18(num_classes=5).state_dict(), weights)  # same name, new bytes
+    assert _key(fold_data, TrainConfig(**{**CONFIG.__dict__, "weights": str(weights)})) != with_file
+    from ensemble.checkpoint import checkpoint_key, context
+
+    ctx = context(weights="none", data_digest="x", image_source="files", features=False, precision="None")
+    assert set(ctx) == {"data", "weights_file", "image_source", "features", "precision", "version", "decode"}
+    keys = {checkpoint_key({}, [], [], {**ctx, **change}) for change in
+            [{}, {"image_source": "cache"}, {"features": True}, {"version": "9"}, {"decode": 1}]}
+    assert len(keys) == 5
+    assert _key(fold_data) == base  # and nothing else: workers, threads and the GPU slot are not in it
+
+
+def test_a_diverged_fold_stops_at_once_naming_it_and_keeps_the_last_good_checkpoint(fold_data, tmp_path,
+                                                                                     monkeypatch):
+    import ensemble.loops as loops
+
+    real, calls = loops.soft_nll, []
+
+    def nan_in_epoch_two(log_probs, target, label_smoothing=0.0):
+        calls.append(1)
+        loss = real(log_probs, target, label_smoothing)
+        return loss * float("nan") if len(calls) > 3 else loss  # 3 batches per epoch
+
+    monkeypatch.setattr(loops, "soft_nll", nan_in_epoch_two)
+    out = tmp_path / "results/run/train/r18/fold0"
+    config = TrainConfig(**{**CONFIG.__dict__, "epochs": 4})
+    with pytest.raises(ValueError, match=r"train/r18/fold0 diverged in epoch 2/4: the training loss is nan"):
+        _train(fold_data, out, config)
+    assert len(calls) == 4  # stopped at the first bad batch
+    assert torch.load(out / "ckpt.pt", weights_only=True)["epoch"] == 1 and not (out / "model.pt").exists()
+
+
+@pytest.mark.parametrize("augment", ["light", "timm"])
+def test_results_do_not_depend_on_the_number_of_loader_workers(fold_data, tmp_path, augment):
+    config = TrainConfig(**{**CONFIG.__dict__, "augment": augment, "dropout": 0.5})
+    saved = []
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}"
+        train_fold(fold_data, config, device=torch.device("cpu"), workers=workers, checkpoint_path=out / "c.pt",
+                   model_path=out / "model.pt", history_path=out / "h.csv", metrics_path=out / "m.json")
+        saved.append(torch.load(out / "model.pt", weights_only=True)["model"])
+    assert all(torch.equal(saved[0][k], saved[1][k]) for k in saved[0])

@@ -1,12 +1,13 @@
-# Helpers shared by the rules: run paths, per-model training flags, resources. No logic beyond lookup.
+# Helpers shared by the rules: run paths, the data's stamps, per-model training flags, resources.
 import json
 import os
 import posixpath
 import shlex
+import sys
 
 import yaml
 
-from ensemble import ablation
+from ensemble import ablation, fingerprint
 from ensemble.backbones import NAMES as BACKBONE_NAMES
 from ensemble.cache import FORMAT as CACHE_FORMAT
 from ensemble.members import members
@@ -15,6 +16,11 @@ RUN = config["run"]
 RESULTS = f"results/{RUN}"
 LOGS = f"logs/{RUN}"
 DATA = config["data"]["dir"]
+DEMO = "data/demo"  # where the demo_data rule writes the built-in data set
+# Files move through a storage provider (the Kubernetes profile): pods see only what rules declare.
+REMOTE = bool(workflow.storage_settings.default_storage_provider)
+STAMPS = {split: f"{RESULTS}/inputs/{split}.json" for split in fingerprint.SPLITS}  # the data's content
+HASH_STORE = str(fingerprint.default_store("results"))
 CONDA_ENV = "../../envs/ensemble.yaml"
 FOLDS = list(range(config["folds"]["k"]))
 MEMBERS = {m.name: m for m in members(config["models"], config["seed"])}
@@ -29,6 +35,71 @@ wildcard_constraints:
     model="[A-Za-z0-9._-]+",
     fold=r"\d+",
     side=r"\d+",
+    split="train|test",
+
+
+def refresh_stamps():
+    """A stamp whose split's images or table changed since it was written is rewritten now, before the DAG is
+    built, so Snakemake sees it as an updated input of exactly the rules that read that split (cheap: files
+    are re-hashed only when their size or mtime changed)."""
+    if REMOTE or not workflow.is_main_process:
+        return
+    for split in fingerprint.refresh_stamps(DATA, STAMPS, HASH_STORE):
+        print(f"ensemble: the {split} data in {DATA} changed since {STAMPS[split]} was written: the rules "
+              "that read it rerun", file=sys.stderr)
+
+
+refresh_stamps()
+
+
+def data_files(*names):
+    """The data files and image folders a rule reads, as named inputs, where a storage provider must ship
+    them to the job; locally none: the split stamps stand for them and data_dir gives the folder, so a copied
+    or moved folder with the same content reruns nothing."""
+    if not REMOTE:
+        return {}
+    paths = {"labels": f"{DATA}/labels.csv", "sample": f"{DATA}/sample_submission.csv",
+             "train_images": directory(f"{DATA}/train"), "test_images": directory(f"{DATA}/test")}
+    return {name: paths[name] for name in names}
+
+
+def fingerprint_inputs():
+    """What the stamps are made from, as inputs: every data file where they must be shipped, the demo's
+    tables where a rule makes them (so the stamps come after), else none: the stamps are refreshed from the
+    data's content when the workflow loads, never from file times or the folder's path."""
+    if REMOTE:
+        return data_files("labels", "sample", "train_images", "test_images")
+    if DATA == DEMO:
+        return {"labels": f"{DEMO}/labels.csv", "sample": f"{DEMO}/sample_submission.csv"}
+    return {}
+
+
+def uncached(*folders):
+    """Image folders a torch job reads itself when there is no decode-once cache (else none)."""
+    return () if config["train"]["cache"] else folders
+
+
+def demo_folders():
+    """The demo's image folders as outputs, where a storage provider must upload them."""
+    return {"train_images": directory(f"{DEMO}/train"), "test_images": directory(f"{DEMO}/test")} if REMOTE else {}
+
+
+def split_stamp(wildcards):
+    """Input function: the stamp of the split in the job's wildcards."""
+    return STAMPS[wildcards.split]
+
+
+def answers_file():
+    """data.answers, where `auto` is the key beside the data (test_labels.csv) when there is one: the demo's,
+    or one in a user's folder."""
+    answers = config["data"]["answers"]
+    if answers != "auto":
+        return answers
+    key = f"{DATA}/test_labels.csv"
+    return key if DATA == DEMO or os.path.exists(key) else None
+
+
+ANSWERS = answers_file()
 
 
 ABLATION = [ablation.PREFIX + step for step in ablation.TRAINED]  # members of `snakemake ablation` only
@@ -163,8 +234,20 @@ def lr_find_outputs():
 
 
 def data_dir(wildcards, input):
-    """The data folder, derived from the declared sample_submission.csv input rather than retyped."""
-    return os.path.dirname(input.sample)
+    """The data folder: where a storage provider put a rule's declared data files, else data.dir. Derived from
+    the input, so Snakemake never reruns for the path itself: a copied folder (same stamps) reruns nothing."""
+    for name in ("labels", "sample"):
+        if name in input.keys():
+            return os.path.dirname(input[name])
+    return DATA
+
+
+def labels_csv(wildcards, input):
+    return os.path.join(data_dir(wildcards, input), "labels.csv")
+
+
+def sample_csv(wildcards, input):
+    return os.path.join(data_dir(wildcards, input), "sample_submission.csv")
 
 
 def output_dir(wildcards, output):
@@ -220,11 +303,15 @@ def cache_side_of(name):
     return cache_side(size)
 
 
-def cache_input(wildcards):
-    """Input function: the decode-once cache of the member's size, unless `train.cache` is off."""
-    if not config["train"]["cache"]:
-        return []
-    return expand(unflagged(rules.cache.output.train), side=cache_side_of(wildcards.model))
+def cache_input(*splits):
+    """Input function: the decode-once cache of the member's size for `splits`, unless `train.cache` is off."""
+
+    def arrays(wildcards):
+        if not config["train"]["cache"]:
+            return []
+        return expand(unflagged(rules.cache.output.array), side=cache_side_of(wildcards.model), split=splits)
+
+    return arrays
 
 
 def cache_flag(wildcards, input):
@@ -279,7 +366,7 @@ def answers_flag(wildcards, input):
 
 
 def answer_scores():
-    return [f"{RESULTS}/score/scores.json"] if config["data"]["answers"] else []
+    return [f"{RESULTS}/score/scores.json"] if ANSWERS else []
 
 
 def provenance_outputs():

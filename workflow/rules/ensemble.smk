@@ -54,7 +54,7 @@ rule postprocess:
         oof=expand(unflagged(rules.predict.output.oof), model=MODELS, fold=FOLDS),
         test=expand(unflagged(rules.predict.output.test), model=MODELS, fold=FOLDS),
         blend=rules.blend.output.scores,
-        answers=config["data"]["answers"] or [],
+        answers=ANSWERS or [],
         refits=expand(unflagged(rules.predict_refit.output.test), model=REFITS),
     output:
         oof=f"{RESULTS}/postprocess/oof.csv",
@@ -114,10 +114,12 @@ rule plots:
 rule submit:
     input:
         probs=rules.postprocess.output.test,
-        sample=rules.check_inputs.input.sample,
+        stamp=rules.fingerprint.output.test,
+        **data_files("sample"),
     output:
         submission=f"{RESULTS}/submission/submission.csv",
     params:
+        sample=sample_csv,
         floor=config["clip"]["floor"],
         ceiling=config["clip"]["ceiling"],
     conda:
@@ -127,14 +129,14 @@ rule submit:
     benchmark:
         f"{RESULTS}/benchmarks/submit.tsv"
     shell:
-        "python -m ensemble submit --probs {input.probs:q} --sample {input.sample:q} --floor {params.floor}"
+        "python -m ensemble submit --probs {input.probs:q} --sample {params.sample:q} --floor {params.floor}"
         " --ceiling {params.ceiling} --out {output.submission:q} > {log:q} 2>&1"
 
 
 rule score:
     input:
         submission=rules.submit.output.submission,
-        answers=config["data"]["answers"] or [],
+        answers=ANSWERS or [],
         members=expand(unflagged(rules.predict.output.test), model=MODELS, fold=FOLDS),
         refits=expand(unflagged(rules.predict_refit.output.test), model=REFITS),
     output:

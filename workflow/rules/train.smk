@@ -1,12 +1,15 @@
 # One training job and one prediction job per (model, fold). The checkpoint lives outside the declared
-# outputs, so Snakemake never deletes it when a job fails: rerunning the same target resumes it.
+# outputs, so Snakemake never deletes it when a job fails: rerunning the same target resumes it. Settings
+# that change speed, never results (workers, deterministic kernels, threads, the prediction batch size), are
+# read from config in the shell command, not params, so editing them reruns nothing.
 
 
 rule lr_find:
     input:
         folds=rules.folds.output.folds,
-        sample=rules.check_inputs.input.sample,
-        cache=cache_input,
+        stamp=rules.fingerprint.output.train,
+        cache=cache_input("train"),
+        **data_files("sample", *uncached("train_images")),
     output:
         table=f"{RESULTS}/lr_find/{{model}}/lr_find.csv",
         plot=report(f"{RESULTS}/lr_find/{{model}}/lr_find.png", caption="../report/lr_find.rst",
@@ -16,9 +19,7 @@ rule lr_find:
         data=data_dir,
         flags=train_flags,
         device=config["train"]["device"],
-        workers=config["train"]["workers"],
         cache=cache_flag,
-        deterministic=config["train"]["deterministic"],
     threads: 4
     resources:
         gpu=gpus_per_job(),
@@ -30,16 +31,17 @@ rule lr_find:
         f"{RESULTS}/benchmarks/lr_find/{{model}}.tsv"
     shell:
         "python -m ensemble lr-find --data {params.data:q} --folds {input.folds:q} --fold 0 {params.flags}"
-        " --device {params.device} --threads {threads} --workers {params.workers} {params.cache}"
-        " --deterministic {params.deterministic}"
+        " --device {params.device} --threads {threads} --workers {config[train][workers]} {params.cache}"
+        " --deterministic {config[train][deterministic]}"
         " --out-table {output.table:q} --out-plot {output.plot:q} --out-json {output.suggestion:q}"
         " > {log:q} 2>&1"
 
 
 rule features:
     input:
-        sample=rules.check_inputs.input.sample,
-        cache=cache_input,
+        stamp=rules.fingerprint.output.train,
+        cache=cache_input("train"),
+        **data_files("labels", "sample", *uncached("train_images")),
     output:
         features=f"{RESULTS}/features/{{model}}/features.pt",
     params:
@@ -47,9 +49,7 @@ rule features:
         flags=feature_flags,
         views=feature_views,
         device=config["train"]["device"],
-        workers=config["train"]["workers"],
         cache=cache_flag,
-        deterministic=config["train"]["deterministic"],
     threads: 4
     resources:
         gpu=gpus_per_job(),
@@ -61,17 +61,18 @@ rule features:
         f"{RESULTS}/benchmarks/features/{{model}}.tsv"
     shell:
         "python -m ensemble features --data {params.data:q} {params.flags} --views {params.views}"
-        " --device {params.device} --threads {threads} --workers {params.workers} {params.cache}"
-        " --deterministic {params.deterministic} --out {output.features:q} > {log:q} 2>&1"
+        " --device {params.device} --threads {threads} --workers {config[train][workers]} {params.cache}"
+        " --deterministic {config[train][deterministic]} --out {output.features:q} > {log:q} 2>&1"
 
 
 rule train:
     input:
         folds=rules.folds.output.folds,
-        sample=rules.check_inputs.input.sample,
+        stamp=rules.fingerprint.output.train,
         lr=lr_finder_result,
-        cache=cache_input,
+        cache=cache_input("train"),
         features=features_input,
+        **data_files("sample", *uncached("train_images")),
     output:
         model=f"{RESULTS}/train/{{model}}/fold{{fold}}/model.pt",
         history=f"{RESULTS}/train/{{model}}/fold{{fold}}/history.csv",
@@ -83,9 +84,7 @@ rule train:
         features=features_flag,
         split="--fold {fold}",
         device=config["train"]["device"],
-        workers=config["train"]["workers"],
         cache=cache_flag,
-        deterministic=config["train"]["deterministic"],
         checkpoint=f"{RESULTS}/checkpoints/{{model}}/fold{{fold}}/checkpoint.pt",
     threads: fold_threads
     priority: 1  # every fold's training before the predictions: the longest jobs first keep all cores busy
@@ -100,8 +99,8 @@ rule train:
     shell:
         "python -m ensemble train --data {params.data:q} --folds {input.folds:q} {params.split}"
         " {params.flags} {params.lr_from} {params.features} --device {params.device} --threads {threads}"
-        " --workers {params.workers} {params.cache} --deterministic {params.deterministic}"
-        " --checkpoint {params.checkpoint:q}"
+        " --workers {config[train][workers]} {params.cache} --deterministic {config[train][deterministic]}"
+        " --checkpoint {params.checkpoint:q} --data-stamp {input.stamp:q}"
         " --out-model {output.model:q} --out-history {output.history:q} --out-metrics {output.metrics:q}"
         " >> {log:q} 2>&1"
 
@@ -110,8 +109,10 @@ rule predict:
     input:
         model=rules.train.output.model,
         folds=rules.folds.output.folds,
-        sample=rules.check_inputs.input.sample,
-        cache=cache_input,
+        stamps=list(STAMPS.values()),
+        checked=expand(unflagged(rules.check_inputs.output.report), split="test"),
+        cache=cache_input("train", "test"),
+        **data_files("sample", *uncached("train_images", "test_images")),
     output:
         oof=f"{RESULTS}/predict/{{model}}/fold{{fold}}/oof.csv",
         test=f"{RESULTS}/predict/{{model}}/fold{{fold}}/test.csv",
@@ -119,10 +120,7 @@ rule predict:
     params:
         data=data_dir,
         device=config["train"]["device"],
-        workers=config["train"]["workers"],
         cache=cache_flag,
-        deterministic=config["train"]["deterministic"],
-        batch_size=config["predict"]["batch_size"],
         tta=predict_tta,
     threads: fold_threads
     resources:
@@ -135,8 +133,9 @@ rule predict:
         f"{RESULTS}/benchmarks/predict/{{model}}/fold{{fold}}.tsv"
     shell:
         "python -m ensemble predict --data {params.data:q} --folds {input.folds:q} --fold {wildcards.fold}"
-        " --model {input.model:q} --batch-size {params.batch_size} --tta {params.tta:q} --device {params.device}"
-        " --threads {threads} --workers {params.workers} {params.cache} --deterministic {params.deterministic}"
+        " --model {input.model:q} --batch-size {config[predict][batch_size]} --tta {params.tta:q}"
+        " --device {params.device} --threads {threads} --workers {config[train][workers]} {params.cache}"
+        " --deterministic {config[train][deterministic]}"
         " --out-oof {output.oof:q} --out-test {output.test:q} --out-scores {output.scores:q} > {log:q} 2>&1"
 
 
@@ -158,17 +157,16 @@ use rule train as refit with:
 rule predict_refit:
     input:
         model=rules.refit.output.model,
-        sample=rules.check_inputs.input.sample,
-        cache=cache_input,
+        stamp=rules.fingerprint.output.test,
+        checked=expand(unflagged(rules.check_inputs.output.report), split="test"),
+        cache=cache_input("test"),
+        **data_files("sample", *uncached("test_images")),
     output:
         test=f"{RESULTS}/predict/{{model}}/full/test.csv",
     params:
         data=data_dir,
         device=config["train"]["device"],
-        workers=config["train"]["workers"],
         cache=cache_flag,
-        deterministic=config["train"]["deterministic"],
-        batch_size=config["predict"]["batch_size"],
         tta=config["predict"]["tta"],
     threads: fold_threads
     resources:
@@ -181,7 +179,8 @@ rule predict_refit:
         f"{RESULTS}/benchmarks/predict/{{model}}/full.tsv"
     shell:
         "python -m ensemble predict-test --data {params.data:q} --model {input.model:q}"
-        " --batch-size {params.batch_size} --tta {params.tta:q} --device {params.device} --threads {threads}"
-        " --workers {params.workers} {params.cache} --deterministic {params.deterministic}"
+        " --batch-size {config[predict][batch_size]} --tta {params.tta:q} --device {params.device}"
+        " --threads {threads}"
+        " --workers {config[train][workers]} {params.cache} --deterministic {config[train][deterministic]}"
         " --out-test {output.test:q}"
         " > {log:q} 2>&1"

@@ -1,0 +1,137 @@
+"""The data's content as part of the DAG: one digest per split, from a content hash of every file.
+
+Snakemake decides what reruns from file times, rule parameters and code, never from what is inside a folder
+of images that no rule declares. So each split gets a small stamp file, ``results/{run}/inputs/{split}.json``:
+the SHA-256 of its table (labels.csv for train, sample_submission.csv for test, and the class header for
+both) and of the sorted (file name, content hash) pairs of its image folder. Every rule that reads a split's
+images or table declares that split's stamp as an input. The ``fingerprint`` rule writes the stamps; when
+the workflow loads, :func:`refresh_stamps` rewrites a stamp whose digest no longer matches the data, so
+Snakemake sees an updated input and reruns exactly the rules that read that split.
+
+Hashing 20,000 photos reads every byte once; the hashes are kept in a store keyed by (path, size, mtime), so
+later loads only ``stat`` the files. A copied folder gets new mtimes and is hashed again, to the same digest,
+so nothing retrains. Snakemake compares small inputs by checksum when their mtime is newer, so a stamp
+rewritten with the same digest (or any unchanged small output) triggers nothing downstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ensemble.atomic import write_json
+from ensemble.layout import Layout, is_hidden, read_header
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "test")
+CHUNK = 1 << 20
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class HashStore:
+    """Content hashes of files, reused while a file's (size, mtime) is unchanged; a JSON file on disk."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self.entries: dict[str, list] = json.loads(self.path.read_text())["files"]
+        except (OSError, ValueError, KeyError):  # absent, or damaged: hash again
+            self.entries = {}
+        self.changed = False
+
+    def hashes(self, files: list[Path], threads: int = 4) -> list[str]:
+        """The content hash of each file, hashing only those new or changed since stored."""
+        stats = [f.stat() for f in files]
+        keys = [str(f.resolve()) for f in files]
+        todo = [i for i, (k, s) in enumerate(zip(keys, stats))
+                if (e := self.entries.get(k)) is None or e[0] != s.st_size or e[1] != s.st_mtime_ns]
+        if todo:
+            with ThreadPoolExecutor(max(1, threads)) as pool:  # hashlib hashes without the GIL
+                for i, h in zip(todo, pool.map(content_hash, [files[i] for i in todo])):
+                    self.entries[keys[i]] = [stats[i].st_size, stats[i].st_mtime_ns, h]
+            self.changed = True
+            log.info("hashed %d new or changed file(s) of %d", len(todo), len(files))
+        return [self.entries[k][2] for k in keys]
+
+    def save(self) -> None:
+        if self.changed:
+            write_json({"files": self.entries}, self.path)
+            self.changed = False
+
+
+def _images(folder: Path) -> list[Path]:
+    """Every file of an image folder, by name, without the OS's bookkeeping files."""
+    return sorted((p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name)), key=lambda p: p.name)
+
+
+def split_digests(data_dir: Path, store: HashStore, threads: int = 4) -> dict[str, dict]:
+    """{split: {"sha256", "files"}} of a data set in the Kaggle layout."""
+    layout = Layout(Path(data_dir))
+    header = ",".join(read_header(layout.sample_submission_csv))  # the classes: both splits depend on them
+    tables = {"train": layout.labels_csv, "test": layout.sample_submission_csv}
+    folders = {"train": layout.train_dir, "test": layout.test_dir}
+    digests = {}
+    for split in SPLITS:
+        files = _images(folders[split]) if folders[split].is_dir() else []
+        digest = hashlib.sha256(f"classes {header}\n".encode())
+        digest.update(f"table {content_hash(tables[split])}\n".encode())
+        for f, h in zip(files, store.hashes(files, threads)):
+            digest.update(f"{f.name} {h}\n".encode())
+        digests[split] = {"split": split, "files": len(files), "sha256": digest.hexdigest()}
+    store.save()
+    return digests
+
+
+def write_stamps(data_dir: Path, stamps: dict[str, Path], store: Path, threads: int = 4) -> dict[str, dict]:
+    """Hash the data and write each split's stamp."""
+    from ensemble.inputs import InputError
+
+    layout = Layout(Path(data_dir))
+    for required in (layout.labels_csv, layout.sample_submission_csv, layout.train_dir, layout.test_dir):
+        if not required.exists():
+            raise InputError(f"{required} does not exist; data.dir must point at a folder in the Kaggle layout "
+                             "(labels.csv, sample_submission.csv, train/, test/)")
+    digests = split_digests(data_dir, HashStore(store), threads)
+    for split, path in stamps.items():
+        write_json(digests[split], path)
+    return digests
+
+
+def refresh_stamps(data_dir: Path, stamps: dict[str, Path], store: Path, threads: int = 4) -> list[str]:
+    """When the workflow loads: rewrite the stamps whose data changed since they were written; returns the
+    splits rewritten. Stamps not written yet (a first run, or data a rule is still to make) are left to the
+    ``fingerprint`` rule."""
+    layout = Layout(Path(data_dir))
+    if not all(Path(p).exists() for p in stamps.values()) or not (layout.labels_csv.exists()
+                                                                  and layout.sample_submission_csv.exists()):
+        return []
+    digests = split_digests(data_dir, HashStore(store), threads)
+    changed = []
+    for split, path in stamps.items():
+        try:
+            old = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            old = None
+        if old != digests[split]:
+            write_json(digests[split], path)
+            changed.append(split)
+            log.warning("the %s data in %s changed since the last run: the rules that read it rerun", split,
+                        data_dir)
+    return changed
+
+
+def default_store(results: str | os.PathLike) -> Path:
+    """Where the hashes are kept: one store under results/, shared by every run."""
+    return Path(results) / ".data-hashes.json"
