@@ -124,6 +124,9 @@ def test_kubernetes_profile_plans_every_file_in_s3_and_gpu_pods(workdir, empty_s
     assert done.returncode == 0, out[-3000:]
     assert plan(out)["train"] == 3
     assert "output: s3://YOUR-BUCKET/ensemble/results/cluster/folds/folds.csv (send to storage)" in out
+    # pods see only declared inputs: the rules that read images declare the image folders
+    cache = re.search(r"^ *rule cache:\n(?: +.*\n)*? +input: (.*)$", out, re.M)[1]
+    assert "s3://YOUR-BUCKET/ensemble/data/demo/train (retrieve from storage)" in cache
     train = resources_of(out, "train")
     assert "gpu=1" in train and "gpu_manufacturer=nvidia" in train
 

@@ -121,14 +121,15 @@ def test_a_failed_fold_leaves_finished_folds_alone_and_rerun_trains_only_it(data
                                                            "head_epochs": 0, "epochs": 1, "batch_size": 8,
                                                            "precision": "fp32"}}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    blocker = tmp_path / "results/r/checkpoints/m/fold1/checkpoint.pt"
-    blocker.mkdir(parents=True)  # a directory where fold 1 must write its checkpoint: that job fails
+    blocker = tmp_path / "results/r/checkpoints/m/fold1"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("")  # a file where fold 1 needs the folder of its checkpoint: that job fails
     targets = [f"results/r/train/m/fold{k}/model.pt" for k in range(3)]
     done = _snakemake(tmp_path, *targets, "--keep-going", "--set-threads", "train=1")
     assert done.returncode != 0
     finished = {k: (tmp_path / targets[k]).stat().st_mtime_ns for k in (0, 2)}
     assert not (tmp_path / targets[1]).exists()
-    blocker.rmdir()
+    blocker.unlink()
     plan = _snakemake(tmp_path, "--dry-run", *targets)
     assert re.search(r"^train\s+1$", plan.stdout, re.M), plan.stdout
     assert re.search(r"output: results/r/train/m/fold1/model\.pt", plan.stdout), plan.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO
+from PIL import Image
 
 from ensemble.submission import clip_rows, validate_submission
 
@@ -221,7 +223,7 @@ RETRAIN = {"train", "predict", "refit", "predict_refit", "average", "blend", "po
 
 @pytest.mark.parametrize("change,expected", [
     ({"clip": {"floor": 0.01}}, {"submit", "score", "all"}),
-    ({"train": {"workers": 1, "deterministic": True}, "predict": {"batch_size": 7}}, set()),  # speed only
+    ({"train": {"workers": 1, "deterministic": True}, "predict": {"batch_size": 7}}, {"all"}),  # speed only
     ({"models": {"r18": {"lr": "auto"}}}, {"lr_find", *RETRAIN}),
     ({"models": {"r18": {"epochs": 3}}}, RETRAIN),
 ])
@@ -266,9 +268,9 @@ def test_bad_data_stops_at_the_input_check_with_the_id_named(tmp_path):
     assert done.returncode != 0
     log = (tmp_path / f"logs/{RUN}/check_inputs/train.log").read_text()
     assert labels["id"][3] in log and "unreadable" in log and "replace the files or remove the ids" in log
-    written = {str(p.relative_to(tmp_path / "results")) for p in (tmp_path / "results").rglob("*") if p.is_file()}
-    assert written - {f"{RUN}/provenance/config.yaml", f"{RUN}/provenance/versions.json",
-                      f"{RUN}/inputs/test_report.json"} == {  # no partial output: nothing past the check ran
+    written = {str(p.relative_to(tmp_path / "results")) for p in (tmp_path / "results").rglob("*")
+               if p.is_file() and not {"provenance", "benchmarks"} & set(p.parts)}
+    assert written - {f"{RUN}/inputs/test_report.json"} == {  # no partial output: nothing past the check ran
         f"{RUN}/inputs/train.json", f"{RUN}/inputs/test.json", ".data-hashes.json"}  # the data's stamps
 
 
@@ -303,3 +305,73 @@ def test_a_head_phase_plans_one_features_job_that_every_fold_reads(run_dir, tmp_
     assert commands.count(f"--features results/{RUN}/features/r18/features.pt") == 4  # 3 folds + the refit
     override.write_text(yaml.safe_dump({"models": {"r18": {"head_epochs": 1, "mixup": 0.2}}}))
     assert "features" not in planned_jobs(run_dir, *args)  # MixUp mixes pixels: through the backbone
+
+
+def test_a_changed_image_reruns_exactly_what_reads_its_split(run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, symlinks=True)  # file times kept: the copy is as finished as the run
+    assert planned_jobs(copy) == {}
+    image = sorted((copy / "data/demo/train").glob("*.jpg"))[5]
+    original = image.read_bytes()
+    Image.new("RGB", (32, 32)).save(image)  # same name, black pixels
+    plan = planned_jobs(copy)
+    assert plan["check_inputs"] == 1 and plan["cache"] == 1 and plan["train"] == 3 and plan["refit"] == 1
+    image.write_bytes(original)  # put back: the stamp's content is what it was, so nothing is left to do
+    assert planned_jobs(copy) == {}
+    test_image = sorted((copy / "data/demo/test").glob("*.jpg"))[0]
+    Image.new("RGB", (32, 32)).save(test_image)
+    plan = planned_jobs(copy)
+    assert plan["check_inputs"] == 1 and plan["cache"] == 1 and plan["predict"] == 3
+    assert not {"train", "refit", "folds"} & set(plan)  # a test image never retrains
+
+
+UNUSUAL = {"classes": ["NA", "None", "null"], "ids": ["dog 1a2b (1)", "007", "0042", "NaN", "n/a x"]}
+
+
+@pytest.fixture(scope="module")
+def unusual_run(tmp_path_factory) -> Path:
+    """A tiny real run on data whose class names and ids pandas' defaults would mangle."""
+    from conftest import write_kaggle_dataset
+
+    workdir = tmp_path_factory.mktemp("unusual")
+    data = workdir / "user data"
+    labels = write_kaggle_dataset(data, UNUSUAL["classes"], per_class=4, n_test=5, size=24)
+    renamed = dict(zip(labels["id"][::3], ["dog 1a2b (1)", "007", "0042", "NaN"]))
+    for old, new in renamed.items():
+        (data / "train" / f"{old}.jpg").rename(data / "train" / f"{new}.jpg")
+    labels.assign(id=labels["id"].replace(renamed)).to_csv(data / "labels.csv", index=False)
+    sample = pd.read_csv(data / "sample_submission.csv", dtype=str, keep_default_na=False)
+    new_test = ["n_a x", "008", "None", "dog 9 (2)", sample["id"][4]]
+    for old, new in zip(sample["id"], new_test):
+        (data / "test" / f"{old}.jpg").rename(data / "test" / f"{new}.jpg")
+    sample.assign(id=new_test).to_csv(data / "sample_submission.csv", index=False)
+    (data / "test" / ".DS_Store").write_bytes(b"\x00")
+    (data / "train" / "Thumbs.db").write_bytes(b"\x00")
+    config = {**CONFIG, "data": {"dir": "user data", "answers": None}, "folds": {"k": 2},
+              "models": {"r18": {**CONFIG["models"]["r18"], "epochs": 1, "image_size": 24, "refit": False}}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir
+
+
+def test_na_classes_and_spaced_or_zero_padded_ids_give_a_valid_submission(unusual_run):
+    sample = (unusual_run / "user data/sample_submission.csv").read_text().splitlines()
+    submission = (results(unusual_run) / "submission/submission.csv").read_text().splitlines()
+    assert submission[0] == sample[0] == "id,NA,None,null"
+    assert [row.split(",")[0] for row in submission[1:]] == [row.split(",")[0] for row in sample[1:]]
+    assert "008" in submission[2] and "None" in submission[3]
+    validate_submission(pd.read_csv(results(unusual_run) / "submission/submission.csv", dtype={"id": str},
+                                    keep_default_na=False),
+                        pd.read_csv(unusual_run / "user data/sample_submission.csv", dtype={"id": str},
+                                    keep_default_na=False))
+    oof = pd.read_csv(results(unusual_run) / "ensemble/r18/oof.csv", dtype=str, keep_default_na=False)
+    assert {"dog 1a2b (1)", "007", "0042", "NaN"} <= set(oof["id"]) and set(oof["breed"]) == set(UNUSUAL["classes"])
+
+
+def test_a_copied_data_folder_with_new_file_times_reruns_nothing(unusual_run, tmp_path):
+    shutil.copytree(unusual_run / "user data", unusual_run / "copied data", copy_function=shutil.copy)  # new mtimes
+    override = tmp_path / "copied.yaml"
+    override.write_text(yaml.safe_dump({"data": {"dir": "copied data"}}))
+    plan = planned_jobs(unusual_run, "--configfile", str(unusual_run / "config.yaml"), str(override))
+    assert set(plan) <= {"provenance", "all"}  # it records the new data.dir; nothing is trained or checked again

@@ -59,13 +59,13 @@ def data_files(*names):
     if not REMOTE:
         return {}
     paths = {"labels": f"{DATA}/labels.csv", "sample": f"{DATA}/sample_submission.csv",
-             "train_images": directory(f"{DATA}/train"), "test_images": directory(f"{DATA}/test")}
+             "train_images": f"{DATA}/train", "test_images": f"{DATA}/test"}
     return {name: paths[name] for name in names}
 
 
 def fingerprint_inputs():
     """What the stamps are made from, as inputs: every data file where they must be shipped, the demo's
-    tables where a rule makes them (so the stamps come after), else none: the stamps are refreshed from the
+    tables where the demo_data job makes them (so the stamps come after), else none: the stamps are refreshed from the
     data's content when the workflow loads, never from file times or the folder's path."""
     if REMOTE:
         return data_files("labels", "sample", "train_images", "test_images")
@@ -263,6 +263,18 @@ def fold_threads(wildcards):
     if not (workflow.is_main_process and workflow.local_exec):
         return 4  # submitted by a cluster executor, or run on the node it was given (which re-evaluates this)
     return max(1, workflow.cores // len(FOLDS))
+
+
+def speed_flags(wildcards, input):
+    """Flags of settings that change speed, never results: loader workers and deterministic kernels. A
+    params function of `input`, which Snakemake counts as derived from the inputs and never records, so
+    editing them reruns nothing (a plain param would retrain every fold)."""
+    return f"--workers {config['train']['workers']} --deterministic {config['train']['deterministic']}"
+
+
+def predict_batch_size(wildcards, input):
+    """The prediction batch size (speed only, as speed_flags)."""
+    return config["predict"]["batch_size"]
 
 
 def gpus_per_job():

@@ -1,7 +1,8 @@
 # One training job and one prediction job per (model, fold). The checkpoint lives outside the declared
 # outputs, so Snakemake never deletes it when a job fails: rerunning the same target resumes it. Settings
-# that change speed, never results (workers, deterministic kernels, threads, the prediction batch size), are
-# read from config in the shell command, not params, so editing them reruns nothing.
+# that change speed, never results (workers, deterministic kernels, threads, the prediction batch size), come
+# from params functions of `input` (speed_flags, predict_batch_size), which Snakemake never records as rerun
+# triggers, so editing them reruns nothing.
 
 
 rule lr_find:
@@ -19,6 +20,7 @@ rule lr_find:
         data=data_dir,
         flags=train_flags,
         device=config["train"]["device"],
+        speed=speed_flags,
         cache=cache_flag,
     threads: 4
     resources:
@@ -31,8 +33,8 @@ rule lr_find:
         f"{RESULTS}/benchmarks/lr_find/{{model}}.tsv"
     shell:
         "python -m ensemble lr-find --data {params.data:q} --folds {input.folds:q} --fold 0 {params.flags}"
-        " --device {params.device} --threads {threads} --workers {config[train][workers]} {params.cache}"
-        " --deterministic {config[train][deterministic]}"
+        " --device {params.device} --threads {threads} {params.speed} {params.cache}"
+        ""
         " --out-table {output.table:q} --out-plot {output.plot:q} --out-json {output.suggestion:q}"
         " > {log:q} 2>&1"
 
@@ -49,6 +51,7 @@ rule features:
         flags=feature_flags,
         views=feature_views,
         device=config["train"]["device"],
+        speed=speed_flags,
         cache=cache_flag,
     threads: 4
     resources:
@@ -61,8 +64,8 @@ rule features:
         f"{RESULTS}/benchmarks/features/{{model}}.tsv"
     shell:
         "python -m ensemble features --data {params.data:q} {params.flags} --views {params.views}"
-        " --device {params.device} --threads {threads} --workers {config[train][workers]} {params.cache}"
-        " --deterministic {config[train][deterministic]} --out {output.features:q} > {log:q} 2>&1"
+        " --device {params.device} --threads {threads} {params.speed} {params.cache}"
+        " --out {output.features:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -84,6 +87,7 @@ rule train:
         features=features_flag,
         split="--fold {fold}",
         device=config["train"]["device"],
+        speed=speed_flags,
         cache=cache_flag,
         checkpoint=f"{RESULTS}/checkpoints/{{model}}/fold{{fold}}/checkpoint.pt",
     threads: fold_threads
@@ -99,7 +103,7 @@ rule train:
     shell:
         "python -m ensemble train --data {params.data:q} --folds {input.folds:q} {params.split}"
         " {params.flags} {params.lr_from} {params.features} --device {params.device} --threads {threads}"
-        " --workers {config[train][workers]} {params.cache} --deterministic {config[train][deterministic]}"
+        " {params.speed} {params.cache}"
         " --checkpoint {params.checkpoint:q} --data-stamp {input.stamp:q}"
         " --out-model {output.model:q} --out-history {output.history:q} --out-metrics {output.metrics:q}"
         " >> {log:q} 2>&1"
@@ -120,8 +124,10 @@ rule predict:
     params:
         data=data_dir,
         device=config["train"]["device"],
+        speed=speed_flags,
         cache=cache_flag,
         tta=predict_tta,
+        batch_size=predict_batch_size,
     threads: fold_threads
     resources:
         gpu=gpus_per_job(),
@@ -133,9 +139,9 @@ rule predict:
         f"{RESULTS}/benchmarks/predict/{{model}}/fold{{fold}}.tsv"
     shell:
         "python -m ensemble predict --data {params.data:q} --folds {input.folds:q} --fold {wildcards.fold}"
-        " --model {input.model:q} --batch-size {config[predict][batch_size]} --tta {params.tta:q}"
-        " --device {params.device} --threads {threads} --workers {config[train][workers]} {params.cache}"
-        " --deterministic {config[train][deterministic]}"
+        " --model {input.model:q} --batch-size {params.batch_size} --tta {params.tta:q}"
+        " --device {params.device} --threads {threads} {params.speed} {params.cache}"
+        ""
         " --out-oof {output.oof:q} --out-test {output.test:q} --out-scores {output.scores:q} > {log:q} 2>&1"
 
 
@@ -166,8 +172,10 @@ rule predict_refit:
     params:
         data=data_dir,
         device=config["train"]["device"],
+        speed=speed_flags,
         cache=cache_flag,
         tta=config["predict"]["tta"],
+        batch_size=predict_batch_size,
     threads: fold_threads
     resources:
         gpu=gpus_per_job(),
@@ -179,8 +187,8 @@ rule predict_refit:
         f"{RESULTS}/benchmarks/predict/{{model}}/full.tsv"
     shell:
         "python -m ensemble predict-test --data {params.data:q} --model {input.model:q}"
-        " --batch-size {config[predict][batch_size]} --tta {params.tta:q} --device {params.device}"
+        " --batch-size {params.batch_size} --tta {params.tta:q} --device {params.device}"
         " --threads {threads}"
-        " --workers {config[train][workers]} {params.cache} --deterministic {config[train][deterministic]}"
+        " {params.speed} {params.cache}"
         " --out-test {output.test:q}"
         " > {log:q} 2>&1"
