@@ -375,3 +375,17 @@ def test_a_copied_data_folder_with_new_file_times_reruns_nothing(unusual_run, tm
     override.write_text(yaml.safe_dump({"data": {"dir": "copied data"}}))
     plan = planned_jobs(unusual_run, "--configfile", str(unusual_run / "config.yaml"), str(override))
     assert set(plan) <= {"provenance", "all"}  # it records the new data.dir; nothing is trained or checked again
+
+
+def test_answers_auto_scores_against_the_key_beside_the_data_only(unusual_run, tmp_path):
+    override = tmp_path / "auto.yaml"
+    override.write_text(yaml.safe_dump({"data": {"dir": "user data", "answers": "auto"}}))
+    args = ("--configfile", str(unusual_run / "config.yaml"), str(override))
+    assert "score" not in planned_jobs(unusual_run, *args)  # no key in the user's folder: never the demo's
+    key = unusual_run / "user data" / "test_labels.csv"
+    sample = pd.read_csv(unusual_run / "user data/sample_submission.csv", dtype=str, keep_default_na=False)
+    sample[["id"]].assign(breed="NA").to_csv(key, index=False)
+    try:
+        assert planned_jobs(unusual_run, *args).get("score") == 1
+    finally:
+        key.unlink()
