@@ -62,7 +62,7 @@ def main() -> None:
     make_data(data, a.images, a.images // 10, a.kb)
     (ROOT / "config.yaml").write_text(yaml.safe_dump({
         "run": "bench", "data": {"dir": str(data), "answers": None}, "folds": {"k": 5},
-        "models": {"r18": {"backbone": "resnet18"}}, "train": {"device": "cpu"}}))
+        "models": {"r18": {"backbone": "resnet18", "image_size": 224}}, "train": {"device": "cpu"}}))
     stamps = ROOT / "results/bench/inputs"
     first = seconds([sys.executable, "-m", "ensemble", "fingerprint", "--data", str(data), "--store",
                      str(ROOT / "results/.data-hashes.json"), "--threads", "2", "--out-train",

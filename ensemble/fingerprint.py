@@ -31,7 +31,7 @@ SPLITS = ("train", "test")
 CHUNK = 1 << 20
 
 
-def content_hash(path: Path) -> str:
+def content_hash(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -51,18 +51,20 @@ class HashStore:
             self.entries = {}
         self.changed = False
 
-    def hashes(self, files: list[Path], threads: int = 4) -> list[str]:
-        """The content hash of each file, hashing only those new or changed since stored."""
-        stats = [f.stat() for f in files]
-        keys = [str(f.resolve()) for f in files]
+    def hashes(self, folder: Path, names: list[str], threads: int = 4) -> list[str]:
+        """The content hash of each named file of ``folder``, hashing only those new or changed since stored
+        (one ``stat`` per file otherwise)."""
+        root = os.path.realpath(folder)
+        keys = [os.path.join(root, n) for n in names]
+        stats = [os.stat(k) for k in keys]
         todo = [i for i, (k, s) in enumerate(zip(keys, stats))
                 if (e := self.entries.get(k)) is None or e[0] != s.st_size or e[1] != s.st_mtime_ns]
         if todo:
             with ThreadPoolExecutor(max(1, threads)) as pool:  # hashlib hashes without the GIL
-                for i, h in zip(todo, pool.map(content_hash, [files[i] for i in todo])):
+                for i, h in zip(todo, pool.map(content_hash, [keys[i] for i in todo])):
                     self.entries[keys[i]] = [stats[i].st_size, stats[i].st_mtime_ns, h]
             self.changed = True
-            log.info("hashed %d new or changed file(s) of %d", len(todo), len(files))
+            log.info("hashed %d new or changed file(s) of %d", len(todo), len(names))
         return [self.entries[k][2] for k in keys]
 
     def save(self) -> None:
@@ -71,9 +73,10 @@ class HashStore:
             self.changed = False
 
 
-def _images(folder: Path) -> list[Path]:
-    """Every file of an image folder, by name, without the OS's bookkeeping files."""
-    return sorted((p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name)), key=lambda p: p.name)
+def _images(folder: Path) -> list[str]:
+    """The names of every file of an image folder, sorted, without the OS's bookkeeping files."""
+    with os.scandir(folder) as entries:
+        return sorted(e.name for e in entries if e.is_file() and not is_hidden(e.name))
 
 
 def split_digests(data_dir: Path, store: HashStore, threads: int = 4) -> dict[str, dict]:
@@ -84,12 +87,12 @@ def split_digests(data_dir: Path, store: HashStore, threads: int = 4) -> dict[st
     folders = {"train": layout.train_dir, "test": layout.test_dir}
     digests = {}
     for split in SPLITS:
-        files = _images(folders[split]) if folders[split].is_dir() else []
+        names = _images(folders[split]) if folders[split].is_dir() else []
         digest = hashlib.sha256(f"classes {header}\n".encode())
         digest.update(f"table {content_hash(tables[split])}\n".encode())
-        for f, h in zip(files, store.hashes(files, threads)):
-            digest.update(f"{f.name} {h}\n".encode())
-        digests[split] = {"split": split, "files": len(files), "sha256": digest.hexdigest()}
+        for name, h in zip(names, store.hashes(folders[split], names, threads)):
+            digest.update(f"{name} {h}\n".encode())
+        digests[split] = {"split": split, "files": len(names), "sha256": digest.hexdigest()}
     store.save()
     return digests
 
