@@ -3,17 +3,19 @@
 Decoding a JPEG and resizing it costs milliseconds per image; cropping an already-resized uint8 array costs a
 fraction of that. Training reads each image every epoch, in every fold and for every model, so the cache stage
 decodes each original once: its shorter side resized to ``side`` px (the eval resize of the training size,
-``round(size / 0.875)``), its longer side kept whole up to ``MAX_ASPECT`` times the shorter (beyond that,
-centre-cropped to it), so a random resized crop sees the whole photo, not only its centre square. A portrait
-photo is stored transposed, so every row is ``side`` high; the rows sit in one uint8 array per split
+``round(size / crop_pct)`` with the backbone's crop ratio, bilinear or bicubic as its weights expect; one
+folder per (side, interpolation): ``cache/{side}px-{interpolation}/``), its longer side kept whole up to
+``MAX_ASPECT`` times the shorter (beyond that, centre-cropped to it), so a random resized crop sees the
+whole photo, not only its centre square. A portrait photo is stored transposed, so every row is ``side``
+high; the rows sit in one uint8 array per split
 (``train.npy`` in labels.csv order, ``test.npy`` in sample_submission order, each
 ``(N, side, MAX_ASPECT * side, 3)``: twice the bytes of a centre square), with each row's stored width and
 orientation in ``{split}_shapes.npy`` and its ids in ``{split}_ids.txt``. Training memory-maps the arrays, so
 memory stays flat as the data grows and worker processes share the page cache instead of holding copies.
 
 A row read back is the original resized by the eval transform's ``Resize(side)``, so the eval centre crop of
-the cache is the eval centre crop of the original, pixel for pixel, when the backbone's eval crop ratio is
-0.875 (the torchvision ResNets, most timm nets) and the photo is no longer than ``MAX_ASPECT`` to 1.
+the cache is the eval centre crop of the original, pixel for pixel, when the photo is no longer than
+``MAX_ASPECT`` to 1.
 """
 
 from __future__ import annotations
@@ -40,17 +42,27 @@ LAYOUT = 2  # of the stored arrays (1: centre squares)
 FORMAT = f"{LAYOUT}.{DECODE}"  # layout and decode versions: the cache rule reruns when either changes
 
 
-def cache_side(image_size: int) -> int:
-    """Shorter side (px) of the cached images for a training size: the eval resize at crop ratio 0.875."""
-    return round(image_size / EVAL_CROP)
+def cache_side(image_size: int, crop_pct: float = EVAL_CROP) -> int:
+    """Shorter side (px) of the cached images for a training size: the eval resize at the backbone's crop
+    ratio (``ensemble.transforms``)."""
+    return round(image_size / crop_pct)
 
 
-def decode_resized(path: Path, side: int) -> tuple[np.ndarray, bool]:
+def cache_name(side: int, interpolation: str) -> str:
+    """The cache folder of a side and resize interpolation: backbones with the same needs share it."""
+    return f"{side}px-{interpolation}"
+
+
+RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
+def decode_resized(path: Path, side: int, interpolation: str = "bilinear") -> tuple[np.ndarray, bool]:
     """((side, width, 3) uint8, portrait): the image decoded, its shorter side resized to ``side``, its longer
     side kept up to ``MAX_ASPECT * side`` (centre-cropped beyond), transposed when it is a portrait photo.
 
     PIL alone, with torchvision's arithmetic for a PIL image (``Resize(side)``: the longer side becomes
-    ``int(side * long / short)``, bilinear), resized in the original orientation and only then transposed, so
+    ``int(side * long / short)``, bilinear or bicubic as the backbone's weights expect), resized in the
+    original orientation and only then transposed, so
     a row read back equals the eval transform's resize of the original (a test holds the two equal on every
     shape it tries) while the cache's worker processes never import torch."""
     image = load_rgb(path)
@@ -58,7 +70,7 @@ def decode_resized(path: Path, side: int) -> tuple[np.ndarray, bool]:
     longer = int(side * max(width, height) / min(width, height))
     size = (side, longer) if width <= height else (longer, side)
     if size != image.size:
-        image = image.resize(size, resample=Image.BILINEAR)
+        image = image.resize(size, resample=RESAMPLE[interpolation])
     portrait = height > width
     if portrait:
         image = image.transpose(Image.Transpose.TRANSPOSE)
@@ -72,7 +84,8 @@ def shapes_path(array: Path) -> Path:
     return array.with_name(f"{array.stem}_shapes.npy")
 
 
-def write_split(paths: list[Path], out: Path, side: int, workers: int = 1, progress_every: int = 2000) -> None:
+def write_split(paths: list[Path], out: Path, side: int, workers: int = 1, progress_every: int = 2000,
+                interpolation: str = "bilinear") -> None:
     """Decode ``paths`` into one (N, side, MAX_ASPECT * side, 3) uint8 .npy at ``out`` and its shapes beside it,
     written in place of any old ones only when complete (a killed job leaves no half-written cache)."""
     tmp, shapes_tmp = (out.with_name(f".tmp-{name}.{os.getpid()}.npy") for name in (out.name, shapes_path(out).name))
@@ -84,7 +97,8 @@ def write_split(paths: list[Path], out: Path, side: int, workers: int = 1, progr
     started = time.perf_counter()
     try:
         with ProcessPoolExecutor(max(1, workers)) as pool:
-            for i, (image, portrait) in enumerate(pool.map(partial(decode_resized, side=side), paths,
+            for i, (image, portrait) in enumerate(pool.map(partial(decode_resized, side=side,
+                                                                   interpolation=interpolation), paths,
                                                            chunksize=16)):
                 array[i, :, :image.shape[1]] = image
                 shapes[i] = image.shape[1], portrait
@@ -103,7 +117,7 @@ def write_split(paths: list[Path], out: Path, side: int, workers: int = 1, progr
 
 
 def build_cache(data_dir: Path, out_dir: Path, side: int, workers: int = 1,
-                splits: tuple[str, ...] = SPLITS) -> None:
+                splits: tuple[str, ...] = SPLITS, interpolation: str = "bilinear") -> None:
     """The cache of a data set in the Kaggle layout: the splits' arrays and their ids (each split apart, so a
     changed test image leaves the training cache, and so the trained models, alone)."""
     layout = Layout(Path(data_dir))
@@ -112,7 +126,8 @@ def build_cache(data_dir: Path, out_dir: Path, side: int, workers: int = 1,
     for split in splits:
         ids = {split: read_labels(layout.labels_csv)["id"].tolist() if split == "train"
                else read_sample_ids(layout.sample_submission_csv)}
-        write_split([image[split](i) for i in ids[split]], out_dir / f"{split}.npy", side, workers)
+        write_split([image[split](i) for i in ids[split]], out_dir / f"{split}.npy", side, workers,
+                    interpolation=interpolation)
         write_text("".join(f"{i}\n" for i in ids[split]), out_dir / f"{split}_ids.txt")
 
 

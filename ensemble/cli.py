@@ -76,6 +76,30 @@ def run_check_inputs(a) -> None:
     write_json(check_inputs(a.data, a.k, threads=a.threads, splits=tuple(a.split)), a.out)
 
 
+def add_backbones(sub) -> None:
+    p = sub.add_parser("backbones", help="list backbone names with what their weights expect (size, crop, resize)")
+    p.add_argument("pattern", nargs="?", default="", help="only names containing this text")
+    p.add_argument("--write-table", type=Path, metavar="FILE",
+                   help="write the name table from the installed torchvision and timm (for a new timm)")
+
+
+def run_backbones(a) -> None:
+    from ensemble.backbones import get_backbone, names, write_table
+
+    if a.write_table:
+        write_table(a.write_table)
+        return
+    found = [n for n in names() if a.pattern.lower() in n.lower()]
+    width = max(map(len, found), default=0)
+    for name in found:
+        backbone = get_backbone(name)
+        pre = backbone.preprocessing()
+        print(f"{name:<{width}}  {backbone.source:<11}  {pre.input_size:>4} px  crop {pre.crop_pct:.3f}  "
+              f"{pre.interpolation}{'  fixed size' if pre.fixed_input_size else ''}")
+    if not found:
+        raise ValueError(f"no backbone name contains {a.pattern!r}")
+
+
 def add_fingerprint(sub) -> None:
     p = sub.add_parser("fingerprint", help="hash every image and table: one digest per split, for the DAG")
     p.add_argument("--data", type=Path, required=True)
@@ -95,6 +119,8 @@ def add_cache(sub) -> None:
     p = sub.add_parser("cache", help="decode every image once into memory-mappable uint8 arrays")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--side", type=int, required=True, help="px of the stored squares")
+    p.add_argument("--interpolation", choices=["bilinear", "bicubic"], default="bilinear",
+                   help="of the resize, as the backbone's weights expect")
     p.add_argument("--split", choices=["train", "test"], nargs="+", default=["train", "test"])
     p.add_argument("--threads", type=int, default=1, help="decoding processes")
     p.add_argument("--out", type=Path, required=True, help="the cache folder")
@@ -103,7 +129,7 @@ def add_cache(sub) -> None:
 def run_cache(a) -> None:
     from ensemble.cache import build_cache
 
-    build_cache(a.data, a.out, a.side, a.threads, splits=tuple(a.split))
+    build_cache(a.data, a.out, a.side, a.threads, splits=tuple(a.split), interpolation=a.interpolation)
 
 
 def add_folds(sub) -> None:
@@ -582,8 +608,8 @@ def run_provenance(a) -> None:
     write_json(versions(Path.cwd()), a.out_versions)
 
 
-VERBS = ["demo_data", "fingerprint", "check_inputs", "cache", "folds", "lr_find", "train", "features", "predict",
-         "predict_test", "average", "blend", "postprocess", "plots", "submit", "predict_new", "leaderboard",
+VERBS = ["backbones", "demo_data", "fingerprint", "check_inputs", "cache", "folds", "lr_find", "train", "features",
+         "predict", "predict_test", "average", "blend", "postprocess", "plots", "submit", "predict_new", "leaderboard",
          "validate", "score", "provenance", "ablation"]
 
 

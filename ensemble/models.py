@@ -61,10 +61,11 @@ def make_head(num_features: int, hidden: list[int], n_classes: int, dropout: flo
 
 
 def build_model(backbone: str, *, n_classes: int, hidden: list[int], dropout: float = 0.0,
-                weights: str = "none") -> Classifier:
-    """Build backbone + head, with the backbone's starting weights loaded as ``weights`` says."""
+                weights: str = "none", image_size: int | None = None) -> Classifier:
+    """Build backbone + head, with the backbone's starting weights loaded as ``weights`` says, for inputs of
+    ``image_size`` px (None: the backbone's own)."""
     spec = get_backbone(backbone)
-    net, width = spec.build()
+    net, width = spec.build(image_size)
     load_pretrained(net, spec, weights)
     pre = spec.preprocessing()
     return Classifier(net, make_head(width, hidden, n_classes, dropout), pre.mean, pre.std)

@@ -32,7 +32,7 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]
     saved = torch.load(path, map_location="cpu", weights_only=True)
     config = saved["config"]
     model = build_model(config["backbone"], n_classes=len(saved["classes"]), hidden=list(config["hidden"]),
-                        dropout=config["dropout"], weights="none")
+                        dropout=config["dropout"], weights="none", image_size=config.get("image_size"))
     model.load_state_dict(saved["model"])
     return model.to(device, memory_format=torch.channels_last).eval(), saved
 
@@ -42,7 +42,7 @@ def predict_files(model, saved: dict, images: Images, *, device: torch.device, w
     """(N, K) probabilities for images (files or cache rows); by default with the eval transform the model was
     validated with."""
     pre = saved["preprocessing"]
-    transform = transform or eval_transform(pre["size"], pre["crop_pct"])
+    transform = transform or eval_transform(pre["size"], pre["crop_pct"], pre.get("interpolation", "bilinear"))
     loader = make_loader(image_dataset(images, None, transform), batch_size=batch_size, shuffle=False,
                          workers=workers, device=device)
     dtype = resolve_precision(saved["config"]["precision"], device)
@@ -61,7 +61,7 @@ def predict_views(model, saved: dict, images: Images, states: list[dict], views:
     """{view: probabilities averaged over the model states} for every TTA view (five_crop gives five);
     ``timings`` (when given) accumulates each view's seconds."""
     pre = saved["preprocessing"]
-    transforms = tta_transforms(views, pre["size"], pre["crop_pct"])
+    transforms = tta_transforms(views, pre["size"], pre["crop_pct"], pre.get("interpolation", "bilinear"))
     out = {name: 0.0 for name in transforms}
     for state in states:
         model.load_state_dict(state)

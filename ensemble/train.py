@@ -72,7 +72,7 @@ def preprocessing(config: TrainConfig) -> dict:
     """The backbone's normalisation and eval crop, at the configured size (or the backbone's own)."""
     pre = get_backbone(config.backbone).preprocessing()
     return {"mean": list(pre.mean), "std": list(pre.std), "size": config.image_size or pre.input_size,
-            "crop_pct": pre.crop_pct}
+            "crop_pct": pre.crop_pct, "interpolation": pre.interpolation}
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -155,7 +155,8 @@ class _FoldRun:
         self.resumed = load_checkpoint(checkpoint_path, self.key) if checkpoint_path else None
         torch.manual_seed(config.seed)
         self.model = build_model(config.backbone, n_classes=len(data.classes), hidden=list(config.hidden),
-                                 dropout=config.dropout, weights="none" if self.resumed else config.weights)
+                                 dropout=config.dropout, weights="none" if self.resumed else config.weights,
+                                 image_size=config.image_size)
         self.state = TrainState()
         if self.resumed:
             self.model.load_state_dict(self.resumed["model"])
@@ -166,9 +167,11 @@ class _FoldRun:
         self.ema = _ema(self.model, config.ema, self.resumed)
         pre = self.pre
         self.train_set = image_dataset(data.train_images, data.train_targets,
-                                       train_transform(pre["size"], pre["crop_pct"], config.augment))
+                                       train_transform(pre["size"], pre["crop_pct"], config.augment,
+                                                       pre["interpolation"]))
         self.mixer = batch_mixer(config.mixup, config.cutmix, len(data.classes))
-        val_set = image_dataset(data.val_images, data.val_targets, eval_transform(pre["size"], pre["crop_pct"]))
+        val_set = image_dataset(data.val_images, data.val_targets, eval_transform(pre["size"], pre["crop_pct"],
+                                                                                pre["interpolation"]))
         self.val_loader = make_loader(val_set, batch_size=config.batch_size * 2, shuffle=False, workers=workers,
                                       device=device)
         self.drop_last = len(self.train_set) > config.batch_size  # no tiny last batch, which upsets BatchNorm
@@ -299,12 +302,15 @@ def features_for(images: Images, ids: list[str], config: TrainConfig, *, views: 
     """The frozen starting backbone's features of every image (``ensemble.features``), shared by all folds of
     a model: the network every fold starts its head phase from."""
     torch.manual_seed(config.seed)
-    model = build_model(config.backbone, n_classes=1, hidden=[], weights=config.weights)
+    model = build_model(config.backbone, n_classes=1, hidden=[], weights=config.weights,
+                        image_size=config.image_size)
     model.to(device, memory_format=torch.channels_last)
     pre = preprocessing(config)
-    return compute_features(model, images, ids, train_transform=train_transform(pre["size"], pre["crop_pct"],
-                                                                                  config.augment),
-                            eval_transform=eval_transform(pre["size"], pre["crop_pct"]), views=views,
+    return compute_features(model, images, ids,
+                            train_transform=train_transform(pre["size"], pre["crop_pct"], config.augment,
+                                                            pre["interpolation"]),
+                            eval_transform=eval_transform(pre["size"], pre["crop_pct"], pre["interpolation"]),
+                            views=views,
                             seed=config.seed, device=device, dtype=resolve_precision(config.precision, device),
                             batch_size=config.batch_size * 2, workers=workers)
 

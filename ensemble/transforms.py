@@ -1,6 +1,7 @@
 """Train, eval and test-time-augmentation transforms (torchvision.transforms.v2), built from the crop size and
-the backbone's eval crop ratio. They take a PIL image or a uint8 (3, H, W) tensor (a cached square) and
-return a uint8 tensor: normalisation happens on whole batches inside the model (``ensemble.models``).
+the backbone's eval crop ratio and resize interpolation (bilinear or bicubic, as its weights expect). They
+take a PIL image or a uint8 (3, H, W) tensor (a cached square) and return a uint8 tensor: normalisation
+happens on whole batches inside the model (``ensemble.models``).
 
 Augmentation presets for training; no vertical flips anywhere, since photos have an up:
 - ``none``: the eval transform (resize, centre crop), for ablations.
@@ -30,17 +31,23 @@ def _to_tensor() -> list:
     return [v2.ToImage()]
 
 
-def _eval_steps(size: int, crop_pct: float) -> list:
-    return [v2.Resize(round(size / crop_pct), antialias=True), v2.CenterCrop(size)]
+def mode(interpolation: str) -> v2.InterpolationMode:
+    """torchvision's mode of a name: bilinear or bicubic."""
+    return v2.InterpolationMode(interpolation)
 
 
-def train_transform(size: int, crop_pct: float = 0.875,
-                    preset: str = "light") -> v2.Compose:
+def _eval_steps(size: int, crop_pct: float, interpolation: str = "bilinear") -> list:
+    return [v2.Resize(round(size / crop_pct), interpolation=mode(interpolation), antialias=True),
+            v2.CenterCrop(size)]
+
+
+def train_transform(size: int, crop_pct: float = 0.875, preset: str = "light",
+                    interpolation: str = "bilinear") -> v2.Compose:
     """Augmenting transform for training images, by preset."""
     if preset not in PRESETS:
         raise ValueError(f"augmentation preset must be one of {PRESETS}, got {preset!r}")
     if preset == "none":
-        return v2.Compose([*_eval_steps(size, crop_pct), *_to_tensor()])
+        return v2.Compose([*_eval_steps(size, crop_pct, interpolation), *_to_tensor()])
     if preset == "timm":
         from timm.data import create_transform
 
@@ -48,7 +55,8 @@ def train_transform(size: int, crop_pct: float = 0.875,
                                            hflip=0.5, color_jitter=0.4, interpolation="random", separate=True)
         return v2.Compose([*crop.transforms, *colour.transforms, *_to_tensor()])  # uint8 out, not normalised
     scale = (0.08, 1.0) if preset == "heavy" else (0.35, 1.0)
-    steps = [v2.RandomResizedCrop(size, scale=scale, antialias=True), v2.RandomHorizontalFlip()]
+    steps = [v2.RandomResizedCrop(size, scale=scale, interpolation=mode(interpolation), antialias=True),
+             v2.RandomHorizontalFlip()]
     if preset == "standard":
         steps.append(v2.TrivialAugmentWide())
     if preset == "heavy":
@@ -59,9 +67,9 @@ def train_transform(size: int, crop_pct: float = 0.875,
     return v2.Compose(steps)
 
 
-def eval_transform(size: int, crop_pct: float) -> v2.Compose:
+def eval_transform(size: int, crop_pct: float, interpolation: str = "bilinear") -> v2.Compose:
     """Deterministic transform for validation and test images."""
-    return v2.Compose([*_eval_steps(size, crop_pct), *_to_tensor()])
+    return v2.Compose([*_eval_steps(size, crop_pct, interpolation), *_to_tensor()])
 
 
 FIVE_CROP = ("top_left", "top_right", "bottom_left", "bottom_right", "centre")
@@ -82,24 +90,25 @@ class _Corner:
         return TF.five_crop(image, [self.size, self.size])[self.index]
 
 
-def tta_transforms(views: list[str], size: int, crop_pct: float) -> dict[str, v2.Compose]:
+def tta_transforms(views: list[str], size: int, crop_pct: float,
+                   interpolation: str = "bilinear") -> dict[str, v2.Compose]:
     """{view name: transform} for test-time augmentation; ``five_crop`` expands into five named views."""
     out: dict[str, v2.Compose] = {}
-    resize = round(size / crop_pct)
+    resize, how = round(size / crop_pct), mode(interpolation)
     for view in views:
         if view == "original":
-            out[view] = eval_transform(size, crop_pct)
+            out[view] = eval_transform(size, crop_pct, interpolation)
         elif view == "hflip":
-            out[view] = v2.Compose([*_eval_steps(size, crop_pct), v2.RandomHorizontalFlip(p=1.0),
+            out[view] = v2.Compose([*_eval_steps(size, crop_pct, interpolation), v2.RandomHorizontalFlip(p=1.0),
                                     *_to_tensor()])
         elif view.startswith("scale:"):
             factor = float(view.split(":", 1)[1])
-            out[view] = v2.Compose([v2.Resize(round(resize * factor), antialias=True), v2.CenterCrop(size),
-                                    *_to_tensor()])
+            out[view] = v2.Compose([v2.Resize(round(resize * factor), interpolation=how, antialias=True),
+                                    v2.CenterCrop(size), *_to_tensor()])
         elif view == "five_crop":
             for i, name in enumerate(FIVE_CROP):
-                out[f"five_crop:{name}"] = v2.Compose([v2.Resize(resize, antialias=True), _Corner(size, i),
-                                                       *_to_tensor()])
+                out[f"five_crop:{name}"] = v2.Compose([v2.Resize(resize, interpolation=how, antialias=True),
+                                                       _Corner(size, i), *_to_tensor()])
         else:
             raise ValueError(f"unknown TTA view {view!r}; valid: original, hflip, scale:<factor>, five_crop")
     return out

@@ -52,14 +52,20 @@ def imagenet_state(backbone: Backbone) -> dict[str, torch.Tensor]:
         import timm
 
         cfg = timm.get_pretrained_cfg(backbone.name).to_dict()
-        where = (f"https://huggingface.co/{cfg['hf_hub_id']}" if cfg.get("hf_hub_id") else cfg.get("url"))
+        hub = cfg.get("hf_hub_id")
+        if hub:
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            where = (f"https://huggingface.co/{hub}/resolve/main/model.safetensors; or fill the Hugging Face cache "
+                     f"folder {HF_HUB_CACHE}/models--{hub.replace('/', '--')}/ (HF_HOME moves it)")
+        else:
+            where = cfg.get("url")
         try:
             return timm.create_model(backbone.name, pretrained=True, num_classes=0).state_dict()
         except Exception as e:  # hub and network errors come in many types
             raise RuntimeError(
                 f"could not download ImageNet weights for {backbone.name} ({type(e).__name__}: {e}). Offline? "
-                f"Download the weights file (model.safetensors or the .pth) from {where} elsewhere, then set "
-                "weights to its path; or fill the Hugging Face cache (HF_HOME) and retry") from e
+                f"Download {where} elsewhere, then set weights to the file's path") from e
     import torchvision
 
     entry = torchvision.models.get_model_weights(backbone.name).DEFAULT

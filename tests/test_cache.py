@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from ensemble.cache import MAX_ASPECT, ImageCache, build_cache, cache_side, decode_resized
+from ensemble.backbones import get_backbone
+from ensemble.cache import MAX_ASPECT, ImageCache, build_cache, cache_name, cache_side, decode_resized
 from ensemble.data import CachedImages, ImageFiles, image_dataset
 from ensemble.layout import load_rgb
 from ensemble.models import build_model
@@ -57,13 +58,17 @@ def _photos(root, shapes):
 SHAPES = [(80, 40), (37, 91), (500, 375), (333, 500), (24, 24), (19, 30), (101, 100), (160, 90)]
 
 
-@pytest.mark.parametrize("size", [24, 64, 112])
-def test_eval_on_the_cache_equals_eval_on_the_originals(tmp_path, size):
+@pytest.mark.parametrize("size,backbone", [(24, "resnet18"), (64, "resnet18"), (112, "resnet18"),
+                                           (64, "resnet50.a1_in1k"), (112, "convnext_tiny.fb_in22k_ft_in1k")])
+def test_eval_on_the_cache_equals_eval_on_the_originals(tmp_path, size, backbone):
+    """The cache takes its side (crop ratio) and resize interpolation from the backbone's weights."""
+    pre = get_backbone(backbone).preprocessing()
     ids = _photos(tmp_path / "data", SHAPES)
-    build_cache(tmp_path / "data", tmp_path / "cache", cache_side(size))
+    build_cache(tmp_path / "data", tmp_path / "cache", cache_side(size, pre.crop_pct), interpolation=pre.interpolation)
     cache = ImageCache(tmp_path / "cache")
+    assert cache.side == round(size / pre.crop_pct)
     for split in ("train", "test"):
-        transform = eval_transform(size, 0.875)
+        transform = eval_transform(size, pre.crop_pct, pre.interpolation)
         files = ImageFiles([tmp_path / "data" / split / f"{i}.jpg" for i in ids], None, transform)
         cached = CachedImages(cache.rows(split, ids), None, transform)
         for i, shape in enumerate(SHAPES):
@@ -163,3 +168,8 @@ def test_photos_are_decoded_upright_by_their_exif_orientation(tmp_path):
     assert upright[:8].mean() > 200 and upright[-8:].mean() < 30  # the band is now at the top
     stored, portrait = decode_resized(tmp_path / "phone.jpg", 10)  # and the cache stores it the same way
     assert portrait and stored.shape == (10, 20, 3)
+
+
+def test_the_resize_interpolation_is_the_weights_own():
+    crop, bicubic = get_backbone("resnet50.a1_in1k").preprocessing().crop_pct, "bicubic"
+    assert (crop, cache_side(112, crop), cache_name(cache_side(112, crop), bicubic)) == (0.95, 118, "118px-bicubic")

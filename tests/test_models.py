@@ -8,7 +8,7 @@ import torch
 import torchvision
 from torch import nn
 
-from ensemble.backbones import NAMES, TIMM, get_backbone
+from ensemble.backbones import TIMM, TORCHVISION, build_table, get_backbone, table
 from ensemble.models import build_model, make_head
 
 
@@ -52,7 +52,7 @@ def meta_parameters():
         yield
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", TORCHVISION + TIMM)
 def test_every_backbone_builds_and_carries_its_preprocessing(name):
     with meta_parameters():  # shapes only: no memory for resnet152's or senet154's weights
         model = build_model(name, n_classes=120, hidden=[4096])
@@ -71,9 +71,41 @@ def test_se_nets_come_from_timm_and_torchvision():
     assert get_backbone("regnet_y_400mf").source == "torchvision"
 
 
-def test_unknown_backbone_lists_the_valid_names():
-    with pytest.raises(ValueError, match="resnet152, .*seresnext50_32x4d"):
+def test_unknown_backbone_names_the_closest_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown backbone 'resnet19': did you mean resnet18.*resnet\d"):
         get_backbone("resnet19")
+    with pytest.raises(ValueError, match="did you mean convnext_tiny"):
+        get_backbone("convnext_tinny")
+
+
+@pytest.mark.parametrize("name,family", [
+    ("resnet152.tv_in1k", "ResNet"), ("seresnext26d_32x4d", "SE-ResNeXt"), ("convnext_atto", "ConvNeXt"),
+    ("efficientnetv2_rw_t", "EfficientNetV2"), ("vit_tiny_patch16_224", "ViT"),
+    ("convnext_tiny.fb_in22k_ft_in1k", "ConvNeXt tag")])
+def test_any_timm_model_by_name_or_tag_builds_and_runs(name, family):
+    pre = get_backbone(name).preprocessing()
+    with meta_parameters():  # at its own input size, shapes only
+        model = build_model(name, n_classes=120, hidden=[4096])
+        x = torch.zeros(2, 3, pre.input_size, pre.input_size, device="meta")
+        assert model(x).shape == (2, 120)
+    small = build_model(name, n_classes=5, hidden=[], image_size=32)  # and for real at a tiny size
+    assert small(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).shape == (2, 5)
+    assert get_backbone(name).source == "timm"
+
+
+def test_preprocessing_is_what_the_weights_expect():
+    assert get_backbone("convnext_tiny.fb_in22k_ft_in1k").preprocessing().interpolation == "bicubic"
+    a1 = get_backbone("resnet50.a1_in1k").preprocessing()
+    assert (a1.crop_pct, a1.interpolation) == (0.95, "bicubic")
+    tv = get_backbone("resnet50").preprocessing()  # torchvision's own: IMAGENET1K_V2, resize 232, crop 224
+    assert (tv.input_size, round(tv.crop_pct, 3), tv.interpolation) == (224, 0.966, "bilinear")
+    assert get_backbone("vit_tiny_patch16_224").preprocessing().fixed_input_size
+
+
+def test_the_name_table_is_the_installed_timms_and_torchvisions():
+    live = build_table()
+    assert live["timm"] == table()["timm"] and live["torchvision"] == table()["torchvision"], (
+        "timm or torchvision changed: python -m ensemble backbones --write-table ensemble/backbones.json.gz")
 
 
 def _reference_state(prefix=""):

@@ -116,11 +116,11 @@ def test_each_fold_wrote_model_history_metrics_and_a_log(run_dir):
 
 
 def test_the_cache_holds_every_image_once_at_the_eval_resize(run_dir):
-    cache = results(run_dir) / "cache/37px"  # round(32 / 0.875)
+    cache = results(run_dir) / "cache/37px-bilinear"  # round(32 / 0.875), resized as torchvision's weights expect
     assert np.load(cache / "train.npy", mmap_mode="r").shape == (96, 37, 2 * 37, 3)  # whole photos up to 2:1
     assert np.load(cache / "test.npy", mmap_mode="r").shape == (24, 37, 74, 3)
     assert np.load(cache / "train_shapes.npy").shape == (96, 2)
-    assert (results(run_dir) / "benchmarks/cache/37px/train.tsv").exists()
+    assert (results(run_dir) / "benchmarks/cache/37px-bilinear/train.tsv").exists()
 
 
 def test_the_refit_trains_on_every_labelled_image_with_the_same_schedule(run_dir):
@@ -246,7 +246,8 @@ def test_workflow_passes_snakemake_lint():
     ({**CONFIG, "run": ".."}, "'..' does not match"),
     ({**CONFIG, "models": {"..": {"backbone": "resnet18"}}}, "'..' does not match"),
     ({**CONFIG, "clip": {"floor": 0.5, "ceiling": 0.4}}, "clip.floor (0.5) must be below clip.ceiling (0.4)"),
-    ({**CONFIG, "models": {"r18": {"backbone": "resnet19"}}}, "unknown backbone 'resnet19'; valid names: resnet18"),
+    ({**CONFIG, "models": {"r18": {"backbone": "resnet19"}}}, "unknown backbone 'resnet19': did you mean resnet18"),
+    ({**CONFIG, "models": {"r18": {"backbone": "convnext_tinny"}}}, "did you mean convnext_tiny"),
     ({**CONFIG, "models": {"r18": {"backbone": "resnet18", "keep": "first"}}}, "'first' is not one of"),
     ({**CONFIG, "models": {"r18": {"backbone": "resnet18", "refit": True, "keep": "best"}}},
      "models.r18: refit trains on every labelled image, with no validation set"),
@@ -389,3 +390,20 @@ def test_answers_auto_scores_against_the_key_beside_the_data_only(unusual_run, t
         assert planned_jobs(unusual_run, *args).get("score") == 1
     finally:
         key.unlink()
+
+
+def test_a_convnext_and_a_vit_from_timm_train_a_fold_each_with_the_caches_they_need(tmp_path):
+    config = {**CONFIG, "demo": {"classes": 3, "train": 36, "test": 6, "size": 32}, "folds": {"k": 3},
+              "models": {name: {"backbone": backbone, "image_size": 32, "head_epochs": 0, "epochs": 1,
+                                "batch_size": 8} for name, backbone in
+                         [("convnext", "convnext_atto"), ("vit", "vit_tiny_patch16_224")]}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    targets = [f"results/{RUN}/train/{name}/fold0/model.pt" for name in ("convnext", "vit")]
+    done = snakemake(tmp_path, *targets)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # crop 0.95 and 0.9 with bicubic resizing, from each model's pretrained_cfg: a cache each
+    assert sorted(p.name for p in (tmp_path / f"results/{RUN}/cache").iterdir()) == ["34px-bicubic",
+                                                                                   "36px-bicubic"]
+    for target in targets:
+        saved = torch.load(tmp_path / target, weights_only=True)
+        assert saved["preprocessing"]["interpolation"] == "bicubic" and saved["epoch"] == 1

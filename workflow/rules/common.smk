@@ -8,7 +8,7 @@ import sys
 import yaml
 
 from ensemble import ablation, fingerprint
-from ensemble.backbones import NAMES as BACKBONE_NAMES
+from ensemble.backbones import get_backbone
 from ensemble.cache import FORMAT as CACHE_FORMAT
 from ensemble.members import members
 
@@ -35,6 +35,7 @@ wildcard_constraints:
     model="[A-Za-z0-9._-]+",
     fold=r"\d+",
     side=r"\d+",
+    interpolation="bilinear|bicubic",
     split="train|test",
 
 
@@ -151,9 +152,10 @@ def check_models():
     """Fail at config check, before any job, on an unknown backbone or an empty schedule."""
     for name in MODELS:
         settings = model_config(name)
-        if settings["backbone"] not in BACKBONE_NAMES:
-            raise ValueError(f"models.{name}.backbone: unknown backbone {settings['backbone']!r}; valid "
-                             f"names: {', '.join(BACKBONE_NAMES)}")
+        try:
+            get_backbone(settings["backbone"])  # the table of names, without importing torch or timm
+        except ValueError as e:
+            raise ValueError(f"models.{name}.backbone: {e}") from None
         if settings["layer_decay"] is not None and settings["lr_groups"] > 1:
             raise ValueError(f"models.{name}: layer_decay and lr_groups > 1 both set rates by depth; use one")
         if settings["head_epochs"] + settings["epochs"] < 1:
@@ -303,16 +305,13 @@ def refit_flag(wildcards, input):
     return f"--refit-test {shlex.quote(input.refit[0])}" if input.refit else ""
 
 
-def cache_side_of(name):
-    """Side (px) of the cached squares a member trains on (from its image_size, else its backbone's)."""
+def cache_of(name):
+    """(side px, interpolation) of the decoded images a member trains on: the eval resize of its image_size
+    (else its backbone's) at its backbone's crop ratio, with the resize its weights expect."""
     from ensemble.cache import cache_side
 
-    size = model_config(name)["image_size"]
-    if size is None:
-        from ensemble.backbones import get_backbone
-
-        size = get_backbone(model_config(name)["backbone"]).preprocessing().input_size
-    return cache_side(size)
+    pre = get_backbone(model_config(name)["backbone"]).preprocessing()
+    return cache_side(model_config(name)["image_size"] or pre.input_size, pre.crop_pct), pre.interpolation
 
 
 def cache_input(*splits):
@@ -321,7 +320,8 @@ def cache_input(*splits):
     def arrays(wildcards):
         if not config["train"]["cache"]:
             return []
-        return expand(unflagged(rules.cache.output.array), side=cache_side_of(wildcards.model), split=splits)
+        side, interpolation = cache_of(wildcards.model)
+        return expand(unflagged(rules.cache.output.array), side=side, interpolation=interpolation, split=splits)
 
     return arrays
 

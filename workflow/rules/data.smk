@@ -96,9 +96,9 @@ rule cache:
         report=rules.check_inputs.output.report,  # of the same split
         **data_files("labels", "sample", "train_images", "test_images"),
     output:
-        array=f"{RESULTS}/cache/{{side}}px/{{split}}.npy",
-        ids=f"{RESULTS}/cache/{{side}}px/{{split}}_ids.txt",
-        shapes=f"{RESULTS}/cache/{{side}}px/{{split}}_shapes.npy",
+        array=f"{RESULTS}/cache/{{side}}px-{{interpolation}}/{{split}}.npy",
+        ids=f"{RESULTS}/cache/{{side}}px-{{interpolation}}/{{split}}_ids.txt",
+        shapes=f"{RESULTS}/cache/{{side}}px-{{interpolation}}/{{split}}_shapes.npy",
     params:
         data=data_dir,
         out=output_dir,
@@ -107,9 +107,10 @@ rule cache:
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/cache/{{side}}px/{{split}}.log",
+        f"{LOGS}/cache/{{side}}px-{{interpolation}}/{{split}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/cache/{{side}}px/{{split}}.tsv"
+        f"{RESULTS}/benchmarks/cache/{{side}}px-{{interpolation}}/{{split}}.tsv"
     shell:
-        "python -m ensemble cache --data {params.data:q} --side {wildcards.side} --split {wildcards.split}"
+        "python -m ensemble cache --data {params.data:q} --side {wildcards.side}"
+        " --interpolation {wildcards.interpolation} --split {wildcards.split}"
         " --threads {threads} --out {params.out:q} > {log:q} 2>&1"
