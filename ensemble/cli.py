@@ -235,6 +235,8 @@ def add_train(sub) -> None:
                                                  "features): the head phase trains on them")
     p.add_argument("--data-stamp", type=Path, help="the training split's stamp (python -m ensemble fingerprint): "
                                                    "a checkpoint of other data is never resumed")
+    p.add_argument("--compile", choices=["auto", "true", "false"], default="auto",
+                   help="torch.compile the training forward pass (auto: on CUDA only); speed only")
     _add_runtime(p)
     _add_train_config(p)
 
@@ -246,7 +248,8 @@ def run_train(a) -> None:
     digest = json.loads(a.data_stamp.read_text())["sha256"] if a.data_stamp else None
     train_fold(_fold_data(a.data, a.folds, None if a.full else a.fold, _cache(a)), _train_config(a),
                device=device, workers=a.workers, checkpoint_path=a.checkpoint, model_path=a.out_model,
-               history_path=a.out_history, metrics_path=a.out_metrics, features=a.features, data_digest=digest)
+               history_path=a.out_history, metrics_path=a.out_metrics, features=a.features, data_digest=digest,
+               compile_model=a.compile == "true" or a.compile == "auto" and device.type == "cuda")
 
 
 def add_features(sub) -> None:

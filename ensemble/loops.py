@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -53,18 +54,22 @@ class DivergedError(ValueError):
 
 def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.device, dtype: torch.dtype | None,
               frozen_backbone: bool, mixer=None, label_smoothing: float = 0.0, on_features: bool = False,
-              clip_grad: float | None = None, ema=None, step: int = 0) -> float:
+              clip_grad: float | None = None, ema=None, step: int = 0, forward=None,
+              step_seconds: list[float] | None = None) -> float:
     """One pass over ``loader`` with an optimizer and schedule step per batch; returns the mean loss.
 
     ``on_features``: the loader yields the frozen backbone's features and only the head runs (the frozen
     phase on cached features, ``ensemble.features``). ``clip_grad``: the gradients' global norm is clipped to
     it. ``ema`` (``timm.utils.ModelEmaV3``): updated after every optimizer step, ``step`` counting the steps
     before this epoch (its decay warms up with the step count). A non-finite loss raises ``DivergedError``
-    before the optimizer steps on it.
+    before the optimizer steps on it. ``forward``: what computes the logits (``torch.compile(model)``), the
+    plain ``model`` by default; parameters, clipping and the EMA always use ``model``. ``step_seconds``
+    collects each step's wall time (the first holds a compilation).
     """
     set_train_mode(model, frozen_backbone)
-    forward = model.head if on_features else model
+    forward = model.head if on_features else (forward if forward is not None else model)
     total, n = 0.0, 0
+    t0 = time.perf_counter()
     for x, y in tqdm(loader, desc="train", leave=False, mininterval=30):
         if mixer is not None:
             x, y = mixer(x.float(), y)  # y becomes (N, K) soft targets; mixing needs float pixels
@@ -89,6 +94,10 @@ def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.devic
             ema.update(model, step=step)
         total += value * len(y)
         n += len(y)
+        if step_seconds is not None:
+            now = time.perf_counter()
+            step_seconds.append(now - t0)
+            t0 = now
     return total / max(n, 1)
 
 

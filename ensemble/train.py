@@ -14,6 +14,7 @@ the epoch of lowest validation loss (then the metrics say its out-of-fold score 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -138,7 +139,8 @@ class _FoldRun:
     """The moving parts of one fold's training, so that each step below stays short."""
 
     def __init__(self, data: FoldData, config: TrainConfig, device: torch.device, workers: int,
-                 checkpoint_path: Path | None, features: Path | None = None, data_digest: str | None = None):
+                 checkpoint_path: Path | None, features: Path | None = None, data_digest: str | None = None,
+                 compile_model: bool = False):
         self.data, self.config, self.device, self.workers = data, config, device, workers
         self.bank = FeatureBank(features) if features and config.head_epochs else None
         if self.bank is not None and (config.mixup or config.cutmix):
@@ -164,6 +166,10 @@ class _FoldRun:
             self.state = TrainState(self.resumed["epoch"], self.resumed["history"], self.resumed["best"],
                                     self.resumed["snapshots"])
         self.model.to(device, memory_format=torch.channels_last)
+        # the training forward pass compiled (speed only: not in the key; the plain model is what is saved)
+        backend = os.environ.get("ENSEMBLE_COMPILE_BACKEND", "inductor")  # tests: "eager", dynamo alone
+        self.forward = torch.compile(self.model, backend=backend) if compile_model else None
+        self.compile_seconds: float | None = None
         self.ema = _ema(self.model, config.ema, self.resumed)
         pre = self.pre
         self.train_set = image_dataset(data.train_images, data.train_targets,
@@ -218,14 +224,22 @@ class _FoldRun:
                                  generator=generator)
             val_loader = self.val_loader
         lrs = [g["lr"] for g in self.optimizer.param_groups]
+        steps: list[float] = []
         train_loss = run_epoch(self.model, loader, self.optimizer, self.schedule, self.scaler, device=self.device,
                                dtype=self.dtype, frozen_backbone=self.phase == "head", mixer=self.mixer,
                                label_smoothing=self.config.label_smoothing, on_features=on_features,
-                               clip_grad=self.config.clip_grad, ema=self.ema, step=epoch * self.steps)
+                               clip_grad=self.config.clip_grad, ema=self.ema, step=epoch * self.steps,
+                               forward=self.forward, step_seconds=steps)
+        compiling = 0.0
+        if self.forward is not None and not on_features and self.compile_seconds is None and len(steps) > 1:
+            compiling = max(0.0, steps[0] - sorted(steps[1:])[len(steps[1:]) // 2])  # first step - a typical one
+            self.compile_seconds = compiling
+            log.info("torch.compile: %.1f s in the first step, reported apart from the epoch time", compiling)
         val_loss, val_acc = _evaluate(self.predictor, val_loader, self.data.val_targets, device=self.device,
                                       dtype=self.dtype, on_features=on_features)
         return {"epoch": epoch + 1, "phase": self.phase, "train_loss": train_loss, "val_loss": val_loss,
-                "val_accuracy": val_acc, "lr": lrs[0], "lr_stem": lrs[-1], "seconds": time.perf_counter() - t0,
+                "val_accuracy": val_acc, "lr": lrs[0], "lr_stem": lrs[-1],
+                "seconds": time.perf_counter() - t0 - compiling,
                 "on_features": on_features}
 
     def record(self, row: dict) -> None:
@@ -250,17 +264,18 @@ class _FoldRun:
 
 def train_fold(data: FoldData, config: TrainConfig, *, device: torch.device, workers: int,
                checkpoint_path: Path, model_path: Path, history_path: Path, metrics_path: Path,
-               features: Path | None = None, data_digest: str | None = None) -> dict:
+               features: Path | None = None, data_digest: str | None = None, compile_model: bool = False) -> dict:
     """Train (or resume) one fold's model and write its model file, history table and metrics; with
     ``features`` (``ensemble.features``) the head phase trains on the frozen backbone's cached features.
-    ``data_digest`` (of the training split, ``ensemble.fingerprint``) joins the checkpoint's key."""
+    ``data_digest`` (of the training split, ``ensemble.fingerprint``) joins the checkpoint's key;
+    ``compile_model`` compiles the training forward pass (speed only)."""
     if config.total_epochs < 1:
         raise ValueError("head_epochs + epochs must be at least 1")
     if not len(data.val_images) and (config.keep == "best" or config.patience > 0):
         raise ValueError("training on every labelled image (refit) has no validation set to choose an epoch "
                          "by: use keep: last and patience: 0 for a model with refit: true")
     started = time.perf_counter()
-    run = _FoldRun(data, config, device, workers, checkpoint_path, features, data_digest)
+    run = _FoldRun(data, config, device, workers, checkpoint_path, features, data_digest, compile_model)
     stopped = should_stop(config, run.state.history)
     for epoch in range(run.state.epoch, 0 if stopped else config.total_epochs):
         if config.phase(epoch) != run.phase:
@@ -333,7 +348,8 @@ def _finish(run: _FoldRun, started: float, paths: dict[str, Path]) -> dict:
                "optimistic": config.keep == "best" or config.patience > 0,
                "snapshot_epochs": [s["epoch"] for s in state.snapshots], "device": str(run.device),
                "precision": str(run.dtype).removeprefix("torch.") if run.dtype else "fp32",
-               "threads": torch.get_num_threads(), "gpu_slot": current_slot(),
+               "threads": torch.get_num_threads(), "gpu_slot": current_slot(), "compiled": run.forward is not None,
+               "compile_seconds": run.compile_seconds,
                "seconds": time.perf_counter() - started}
     write_json(metrics, paths["metrics"])
     paths["checkpoint"].unlink(missing_ok=True)

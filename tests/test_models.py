@@ -177,3 +177,18 @@ def test_imagenet_offline_names_the_file_and_where_to_put_it(monkeypatch, tmp_pa
         build_model("resnet50", n_classes=3, hidden=[], weights="imagenet")
     message = str(err.value)
     assert "resnet50-" in message and str(tmp_path / "hub" / "checkpoints") in message
+
+
+@pytest.mark.parametrize("name", ["convnext_atto", "vit_tiny_patch16_224"])
+def test_a_timm_models_own_weights_file_loads_like_any_users(tmp_path, name, caplog):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(2)
+    full = timm.create_model(name, pretrained=False, num_classes=1000)  # as timm's hub ships it, classifier too
+    save_file({k: v.contiguous() for k, v in full.state_dict().items()}, tmp_path / "model.safetensors")
+    with caplog.at_level(logging.INFO, logger="ensemble.weights"):
+        model = build_model(name, n_classes=3, hidden=[], weights=str(tmp_path / "model.safetensors"))
+    assert "replacing the weights file's classifier" in caplog.text
+    own = full.state_dict()
+    assert all(torch.equal(v, own[k]) for k, v in model.backbone.state_dict().items())

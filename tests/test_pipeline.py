@@ -223,7 +223,8 @@ RETRAIN = {"train", "predict", "refit", "predict_refit", "average", "blend", "po
 
 @pytest.mark.parametrize("change,expected", [
     ({"clip": {"floor": 0.01}}, {"submit", "score", "all"}),
-    ({"train": {"workers": 1, "deterministic": True}, "predict": {"batch_size": 7}}, {"all"}),  # speed only
+    ({"train": {"workers": 1, "deterministic": True, "compile": True}, "predict": {"batch_size": 7}},
+     {"all"}),  # speed only
     ({"models": {"r18": {"lr": "auto"}}}, {"lr_find", *RETRAIN}),
     ({"models": {"r18": {"epochs": 3}}}, RETRAIN),
 ])

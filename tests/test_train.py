@@ -214,3 +214,19 @@ def test_results_do_not_depend_on_the_number_of_loader_workers(fold_data, tmp_pa
                    model_path=out / "model.pt", history_path=out / "h.csv", metrics_path=out / "m.json")
         saved.append(torch.load(out / "model.pt", weights_only=True)["model"])
     assert all(torch.equal(saved[0][k], saved[1][k]) for k in saved[0])
+
+
+def test_a_compiled_forward_trains_the_same_and_saves_the_plain_weights(fold_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("ENSEMBLE_COMPILE_BACKEND", "eager")  # dynamo's graph capture, no code generation
+    config = TrainConfig(**{**CONFIG.__dict__, "epochs": 1, "ema": 0.9})
+    _, plain, _ = _train(fold_data, tmp_path / "plain", config)
+    out = tmp_path / "compiled"
+    metrics = train_fold(fold_data, config, device=torch.device("cpu"), workers=0, checkpoint_path=out / "c.pt",
+                         model_path=out / "model.pt", history_path=out / "h.csv", metrics_path=out / "m.json",
+                         compile_model=True)
+    compiled = torch.load(out / "model.pt", weights_only=True)
+    assert compiled["model"].keys() == plain["model"].keys()  # no "_orig_mod." prefix: loads anywhere
+    assert all(torch.allclose(compiled["model"][k].float(), plain["model"][k].float(), atol=1e-5)
+               for k in plain["model"])
+    assert metrics["compiled"] is True and metrics["compile_seconds"] is not None
+    assert compiled["config"] == plain["config"]  # not part of the training's identity

@@ -274,6 +274,11 @@ def speed_flags(wildcards, input):
     return f"--workers {config['train']['workers']} --deterministic {config['train']['deterministic']}"
 
 
+def train_speed_flags(wildcards, input):
+    """speed_flags, and torch.compile for the training jobs (speed only, as speed_flags)."""
+    return f"{speed_flags(wildcards, input)} --compile {str(config['train']['compile']).lower()}"
+
+
 def predict_batch_size(wildcards, input):
     """The prediction batch size (speed only, as speed_flags)."""
     return config["predict"]["batch_size"]

@@ -87,7 +87,7 @@ rule train:
         features=features_flag,
         split="--fold {fold}",
         device=config["train"]["device"],
-        speed=speed_flags,
+        speed=train_speed_flags,
         cache=cache_flag,
         checkpoint=f"{RESULTS}/checkpoints/{{model}}/fold{{fold}}/checkpoint.pt",
     threads: fold_threads
