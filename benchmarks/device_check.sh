@@ -103,15 +103,17 @@ for k in range(k_folds):
     want = "cuda" if mode == "cuda" else "cpu"
     if not m["device"].startswith(want) or m["gpu_slot"] != "0":
         problems.append(f"fold {k}: ran on {m['device']} with slot {m['gpu_slot']}, expected {want} with slot 0")
-    rows.append(f"| {k} | {m['device']} | {m['gpu_slot']} | {m['precision']} | {m['seconds']:.1f} | "
-                f"{m['val_log_loss']:.3f} | {'yes' if waited else 'no'} |")
+    if mode == "cuda" and m.get("augment_on") != "device":
+        problems.append(f"fold {k}: augmentation ran in the {m.get('augment_on')}, not on the device")
+    rows.append(f"| {k} | {m['device']} | {m['gpu_slot']} | {m['precision']} | {m.get('augment_on')} | "
+                f"{m.get('compiled')} | {m['seconds']:.1f} | {m['val_log_loss']:.3f} | {'yes' if waited else 'no'} |")
 if not any("| yes |" in r for r in rows):
     problems.append("no training job waited for the slot lock: the second GPU job should have")
 score = res / "score/scores.json"
 sub = json.loads(score.read_text())["submission"]["log_loss"] if score.exists() else None
 text = (f"### The DAG on {mode}: k = {k_folds}, --resources gpu=2 on one GPU\n\n"
-        "| fold | device | GPU slot | precision | seconds | val log loss | waited for the slot |\n"
-        "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+        "| fold | device | GPU slot | precision | augmentation | compiled | seconds | val log loss | waited for the "
+        "slot |\n|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
         f"Submission test log loss: {sub if sub is None else round(sub, 4)}. "
         + ("All checks passed." if not problems else "PROBLEMS: " + "; ".join(problems)) + "\n\n")
 table.write_text(text)

@@ -1,5 +1,7 @@
 """Loader throughput: images/s decoding the originals vs reading the decode-once cache, beside the rate at
-which the model consumes them; and, on dogs10 when present, the epoch time of one fold either way.
+which the model consumes them; the loader's CPU time per image when crops and flips run in the loader (the
+CPU path) vs on the device (the loader only slices the cache: ``ensemble.batch_augment``); and, on dogs10
+when present, the epoch time of one fold either way.
 
     python benchmarks/loader.py [--repeats 5] [--size 112] [--threads 2]
 
@@ -11,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 import torch
 from _bench import DOGS10, REPO, interleaved, photo_set, print_table, spread, timed
 
 from ensemble.cache import ImageCache, build_cache, cache_side
-from ensemble.data import image_dataset, make_loader, source
+from ensemble.data import CachedRows, image_dataset, make_loader, source
 from ensemble.layout import Layout, read_classes, read_labels
 from ensemble.loops import autocast
 from ensemble.models import build_model
@@ -28,6 +31,16 @@ def _throughput(dataset, batch_size: int = 64) -> float:
     loader = make_loader(dataset, batch_size=batch_size, shuffle=True, workers=0, device=torch.device("cpu"),
                          generator=torch.Generator().manual_seed(0))
     return len(dataset) / timed(lambda: [None for _ in loader])
+
+
+def _cpu_ms_per_image(dataset, batch_size: int = 64) -> float:
+    """Loader CPU time (this process, ms) per image of one pass, workers 0."""
+    loader = make_loader(dataset, batch_size=batch_size, shuffle=True, workers=0, device=torch.device("cpu"),
+                         generator=torch.Generator().manual_seed(0))
+    started = time.process_time()
+    for _ in loader:
+        pass
+    return 1000 * (time.process_time() - started) / len(dataset)
 
 
 def _model_rate(size: int, batch_size: int = 32, steps: int = 4) -> float:
@@ -101,6 +114,14 @@ def main() -> None:
                  ["cache / originals", spread(ratio, "{:.2f}x")],
                  [f"ResNet-18 training step at {a.size} px ({a.threads} threads)", spread(runs["model"])]])
     print(f"\nBuilding the cache ({len(ids)} train + test images, {a.threads} processes): {build_seconds:.1f} s")
+    rows = CachedRows(source(layout, cache, "train", ids), [0] * len(ids))
+    cpu = interleaved({"loader": lambda: _cpu_ms_per_image(cached), "device": lambda: _cpu_ms_per_image(rows)},
+                      a.repeats)
+    print_table(f"Loader CPU time per image, {a.size} px crops from the cache, light preset; {a.repeats} "
+                "interleaved rounds, median (min-max)", ["where crops and flips run", "loader CPU ms per image"],
+                [["in the loader (PIL, the CPU path)", spread(cpu["loader"], "{:.3f}")],
+                 ["on the device (the loader slices the cache)", spread(cpu["device"], "{:.3f}")],
+                 ["ratio", spread([c / d for c, d in zip(cpu["loader"], cpu["device"])], "{:.1f}x")]])
     if DOGS10.exists():
         dogs_side = cache_side(a.size)
         dogs_cache = work / f"dogs10-cache-{dogs_side}px"

@@ -100,6 +100,27 @@ class CachedImages(_Transformed):
         return self._transform(image, i), self.targets[i]
 
 
+class CachedRows(Dataset):
+    """((stored row, width, portrait), target) from rows of a cached split, untransformed: the loader only
+    slices the memory-mapped array, and ``ensemble.batch_augment`` crops and flips whole batches on the device."""
+
+    def __init__(self, source: CacheRows, targets: Sequence[int]):
+        self.source, self.targets = source, list(targets)
+        self._array: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_array": None}
+
+    def __getitem__(self, i: int):
+        if self._array is None:
+            self._array = np.load(self.source.array, mmap_mode="r")
+        row = torch.from_numpy(np.array(self._array[self.source.rows[i]]))  # a copy: (side, 2 side, 3)
+        return (row, self.source.widths[i], self.source.portrait[i]), self.targets[i]
+
+
 def source(layout: Layout, cache: ImageCache | None, split: str, ids: list[str]) -> Images:
     """Where a split's images are read from: the decode-once cache when there is one, else the files."""
     if cache is not None:

@@ -55,7 +55,7 @@ class DivergedError(ValueError):
 def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.device, dtype: torch.dtype | None,
               frozen_backbone: bool, mixer=None, label_smoothing: float = 0.0, on_features: bool = False,
               clip_grad: float | None = None, ema=None, step: int = 0, forward=None,
-              step_seconds: list[float] | None = None) -> float:
+              step_seconds: list[float] | None = None, augment=None) -> float:
     """One pass over ``loader`` with an optimizer and schedule step per batch; returns the mean loss.
 
     ``on_features``: the loader yields the frozen backbone's features and only the head runs (the frozen
@@ -64,13 +64,18 @@ def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.devic
     before this epoch (its decay warms up with the step count). A non-finite loss raises ``DivergedError``
     before the optimizer steps on it. ``forward``: what computes the logits (``torch.compile(model)``), the
     plain ``model`` by default; parameters, clipping and the EMA always use ``model``. ``step_seconds``
-    collects each step's wall time (the first holds a compilation).
+    collects each step's wall time (the first holds a compilation). ``augment``: the loader yields stored rows
+    ``(rows, widths, portrait)``, which ``augment(rows, widths, portrait)`` crops on the device
+    (``ensemble.batch_augment``).
     """
     set_train_mode(model, frozen_backbone)
     forward = model.head if on_features else (forward if forward is not None else model)
     total, n = 0.0, 0
     t0 = time.perf_counter()
     for x, y in tqdm(loader, desc="train", leave=False, mininterval=30):
+        if augment is not None:
+            rows, widths, portrait = x
+            x = augment(rows.to(device, non_blocking=True), widths, portrait)
         if mixer is not None:
             x, y = mixer(x.float(), y)  # y becomes (N, K) soft targets; mixing needs float pixels
         x = _to_device(x, device)

@@ -26,11 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from ensemble import batch_augment
 from ensemble.atomic import torch_save, write_csv, write_json
 from ensemble.backbones import get_backbone
 from ensemble.cache import CacheRows
 from ensemble.checkpoint import checkpoint_key, context, load_checkpoint, save_checkpoint
-from ensemble.data import Images, image_dataset, make_loader
+from ensemble.data import CachedRows, Images, image_dataset, make_loader
 from ensemble.device import resolve_precision
 from ensemble.features import FeatureBank, compute_features
 from ensemble.finetune import freeze_backbone, param_groups
@@ -140,7 +141,7 @@ class _FoldRun:
 
     def __init__(self, data: FoldData, config: TrainConfig, device: torch.device, workers: int,
                  checkpoint_path: Path | None, features: Path | None = None, data_digest: str | None = None,
-                 compile_model: bool = False):
+                 compile_model: bool = False, device_augment: bool | None = None):
         self.data, self.config, self.device, self.workers = data, config, device, workers
         self.bank = FeatureBank(features) if features and config.head_epochs else None
         if self.bank is not None and (config.mixup or config.cutmix):
@@ -172,9 +173,16 @@ class _FoldRun:
         self.compile_seconds: float | None = None
         self.ema = _ema(self.model, config.ema, self.resumed)
         pre = self.pre
-        self.train_set = image_dataset(data.train_images, data.train_targets,
-                                       train_transform(pre["size"], pre["crop_pct"], config.augment,
-                                                       pre["interpolation"]))
+        if device_augment is None:  # auto: on CUDA, from the cache, for the presets it can do
+            device_augment = (device.type == "cuda" and isinstance(data.train_images, CacheRows)
+                              and config.augment in batch_augment.SUPPORTED)
+        self.batch_augment = batch_augment.BatchAugment(pre["size"], config.augment) if device_augment else None
+        if self.batch_augment is not None:
+            self.train_set = CachedRows(data.train_images, data.train_targets)
+        else:
+            self.train_set = image_dataset(data.train_images, data.train_targets,
+                                           train_transform(pre["size"], pre["crop_pct"], config.augment,
+                                                           pre["interpolation"]))
         self.mixer = batch_mixer(config.mixup, config.cutmix, len(data.classes))
         val_set = image_dataset(data.val_images, data.val_targets, eval_transform(pre["size"], pre["crop_pct"],
                                                                                 pre["interpolation"]))
@@ -214,6 +222,7 @@ class _FoldRun:
         torch.manual_seed(seed)
         random.seed(seed)  # timm's crops draw from Python's generator
         generator = torch.Generator().manual_seed(seed)
+        augment_generator = torch.Generator().manual_seed(seed + 7919)  # the device's crops, in batch order
         on_features = self.phase == "head" and self.bank is not None
         if on_features:
             loader, val_loader = self._feature_loaders(epoch, generator)
@@ -229,7 +238,10 @@ class _FoldRun:
                                dtype=self.dtype, frozen_backbone=self.phase == "head", mixer=self.mixer,
                                label_smoothing=self.config.label_smoothing, on_features=on_features,
                                clip_grad=self.config.clip_grad, ema=self.ema, step=epoch * self.steps,
-                               forward=self.forward, step_seconds=steps)
+                               forward=self.forward, step_seconds=steps,
+                               augment=None if on_features or self.batch_augment is None else
+                               lambda rows, widths, portrait: self.batch_augment(rows, widths, portrait,
+                                                                                 augment_generator))
         compiling = 0.0
         if self.forward is not None and not on_features and self.compile_seconds is None and len(steps) > 1:
             compiling = max(0.0, steps[0] - sorted(steps[1:])[len(steps[1:]) // 2])  # first step - a typical one
@@ -264,18 +276,21 @@ class _FoldRun:
 
 def train_fold(data: FoldData, config: TrainConfig, *, device: torch.device, workers: int,
                checkpoint_path: Path, model_path: Path, history_path: Path, metrics_path: Path,
-               features: Path | None = None, data_digest: str | None = None, compile_model: bool = False) -> dict:
+               features: Path | None = None, data_digest: str | None = None, compile_model: bool = False,
+               device_augment: bool | None = None) -> dict:
     """Train (or resume) one fold's model and write its model file, history table and metrics; with
     ``features`` (``ensemble.features``) the head phase trains on the frozen backbone's cached features.
     ``data_digest`` (of the training split, ``ensemble.fingerprint``) joins the checkpoint's key;
-    ``compile_model`` compiles the training forward pass (speed only)."""
+    ``compile_model`` compiles the training forward pass (speed only); ``device_augment`` crops and flips
+    whole batches on the device (``ensemble.batch_augment``; None: on CUDA when the cache can feed it)."""
     if config.total_epochs < 1:
         raise ValueError("head_epochs + epochs must be at least 1")
     if not len(data.val_images) and (config.keep == "best" or config.patience > 0):
         raise ValueError("training on every labelled image (refit) has no validation set to choose an epoch "
                          "by: use keep: last and patience: 0 for a model with refit: true")
     started = time.perf_counter()
-    run = _FoldRun(data, config, device, workers, checkpoint_path, features, data_digest, compile_model)
+    run = _FoldRun(data, config, device, workers, checkpoint_path, features, data_digest, compile_model,
+                   device_augment)
     stopped = should_stop(config, run.state.history)
     for epoch in range(run.state.epoch, 0 if stopped else config.total_epochs):
         if config.phase(epoch) != run.phase:
@@ -300,7 +315,7 @@ def find_lr(data: FoldData, config: TrainConfig, *, device: torch.device, worker
             num_steps: int = 100) -> tuple[pd.DataFrame, float]:
     """LR range test of the first phase ``config`` would train (head only, or the whole network in its depth
     groups); returns the sweep table and the suggested base rate."""
-    run = _FoldRun(data, config, device, workers, checkpoint_path=None)
+    run = _FoldRun(data, config, device, workers, checkpoint_path=None, device_augment=False)
     phase = config.phase(0)
     optimizer, _ = _make_optimizer(run.model, config, phase, run.steps)
     run.train_set.seed = config.seed
@@ -349,6 +364,7 @@ def _finish(run: _FoldRun, started: float, paths: dict[str, Path]) -> dict:
                "snapshot_epochs": [s["epoch"] for s in state.snapshots], "device": str(run.device),
                "precision": str(run.dtype).removeprefix("torch.") if run.dtype else "fp32",
                "threads": torch.get_num_threads(), "gpu_slot": current_slot(), "compiled": run.forward is not None,
+               "augment_on": "device" if run.batch_augment is not None else "loader",
                "compile_seconds": run.compile_seconds,
                "seconds": time.perf_counter() - started}
     write_json(metrics, paths["metrics"])

@@ -20,6 +20,7 @@ def test_the_device_check_runs_end_to_end_in_its_cpu_mode(tmp_path):
     table = (tmp_path / "out/device_check.md").read_text()
     assert "All checks passed." in table and "| yes |" in table  # a job waited for the slot lock
     assert table.count("| cpu | 0 |") == 2  # both folds ran on the device asked for, in slot 0
+    assert table.count("| loader | False |") == 2  # on the CPU: per-image augmentation, no torch.compile
     assert "| resnet18 | off |" in table  # the throughput row
     with tarfile.open(tmp_path / "out/device_check.tar.gz") as tar:
         names = tar.getnames()
