@@ -20,6 +20,7 @@ import yaml
 
 from ensemble.atomic import write_csv, write_json, write_text
 from ensemble.gpus import current_slot, pinned_gpu
+from ensemble.hparams import PREDICT_BATCH_SIZE
 
 log = logging.getLogger("ensemble")
 
@@ -305,7 +306,7 @@ def add_predict(sub) -> None:
     p = sub.add_parser("predict", help="out-of-fold and test probabilities of one fold's model")
     _add_fold(p)
     p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=PREDICT_BATCH_SIZE)
     p.add_argument("--tta", nargs="+", default=["original"],
                    help="test-time augmentation views: original, hflip, scale:<factor>, five_crop")
     p.add_argument("--out-oof", type=Path, required=True)
@@ -333,7 +334,7 @@ def add_predict_test(sub) -> None:
     p = sub.add_parser("predict-test", help="test probabilities of one model (the full-data refit)")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=PREDICT_BATCH_SIZE)
     p.add_argument("--tta", nargs="+", default=["original"], help="test-time augmentation views, as predict")
     p.add_argument("--out-test", type=Path, required=True)
     _add_runtime(p)
@@ -496,7 +497,7 @@ def add_predict_new(sub) -> None:
     p.add_argument("--run", type=Path, required=True, help="the run's results folder, e.g. results/demo")
     p.add_argument("--images", type=Path, required=True, help="folder of <id>.jpg files")
     p.add_argument("--sample", type=Path, help="sample_submission.csv: its ids, order and columns")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=PREDICT_BATCH_SIZE)
     p.add_argument("--out-probs", type=Path, required=True)
     p.add_argument("--out-submission", type=Path, required=True)
     _add_runtime(p, cache=False)

@@ -29,7 +29,7 @@ class ModelFolds:
     refit_test: pd.DataFrame | None = None
 
 
-def _with_probs(table: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
+def with_probs(table: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
     out = table.copy()
     out[class_columns(table)] = probs
     return out
@@ -49,11 +49,11 @@ def combine(models: list[ModelFolds], weights: list[float], per_fold_temperature
         fold_tests = model.tests + ([model.refit_test] if model.refit_test is not None else [])
         if per_fold_temperature:
             ts = [fit_temperature(o[class_columns(o)].to_numpy(), labels_of(o)) for o in fold_oofs]
-            fold_oofs = [_with_probs(o, apply_temperature(o[class_columns(o)].to_numpy(), t))
+            fold_oofs = [with_probs(o, apply_temperature(o[class_columns(o)].to_numpy(), t))
                          for o, t in zip(fold_oofs, ts)]
             if model.refit_test is not None:
                 ts = [*ts, float(np.exp(np.mean(np.log(ts))))]
-            fold_tests = [_with_probs(x, apply_temperature(x[class_columns(x)].to_numpy(), t))
+            fold_tests = [with_probs(x, apply_temperature(x[class_columns(x)].to_numpy(), t))
                           for x, t in zip(fold_tests, ts, strict=True)]
             temperatures[model.name] = ts
         oofs.append(gather_oof(fold_oofs))
@@ -74,8 +74,8 @@ def _fitted(oof, test, method: str, temperature: float | None = None):
     """Fit ``method`` on ``oof`` and apply it to both tables."""
     classes = class_columns(oof)
     fitted = fit(method, oof[classes].to_numpy(), labels_of(oof), temperature)
-    return (_with_probs(oof, fitted.apply(oof[classes].to_numpy())),
-            _with_probs(test, fitted.apply(test[classes].to_numpy())), fitted)
+    return (with_probs(oof, fitted.apply(oof[classes].to_numpy())),
+            with_probs(test, fitted.apply(test[classes].to_numpy())), fitted)
 
 
 CANDIDATES = (  # (label in the table, method, scope)
@@ -93,7 +93,7 @@ def _writeup_bounds(oof: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame
     renormalisation it is no ceiling: what remains is a cap of 99 on the ratio of any two probabilities."""
     k = len(class_columns(oof))
     lo, hi = 0.01 / k, 0.99 / k
-    clip = lambda t: _with_probs(t, clip_renormalise(t[class_columns(t)].to_numpy(), lo, hi))  # noqa: E731
+    clip = lambda t: with_probs(t, clip_renormalise(t[class_columns(t)].to_numpy(), lo, hi))  # noqa: E731
     return clip(oof), clip(test), {"floor": lo, "ceiling": hi}
 
 

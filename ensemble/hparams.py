@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+PREDICT_BATCH_SIZE = 128  # predict.batch_size's default, as the schema has it (a test holds the two equal)
+
 
 @dataclass(frozen=True)
 class TrainConfig:

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from ensemble.blend import average_tables, class_columns
-from ensemble.finalize import _with_probs
+from ensemble.finalize import with_probs
 from ensemble.layout import is_hidden, read_sample_ids
 from ensemble.members import members
 from ensemble.postprocess import Fitted, apply_temperature
@@ -65,13 +65,13 @@ def predict_new(run: Path, images: Path, ids: list[str], *, device: torch.device
         tables = _fold_tables(run, model, parts, paths, ids, config["predict"]["tta"], loader_args)
         temps = params.get("fold_temperatures", {}).get(model)
         if temps:
-            tables = [_with_probs(t, apply_temperature(t[class_columns(t)].to_numpy(), temp))
+            tables = [with_probs(t, apply_temperature(t[class_columns(t)].to_numpy(), temp))
                       for t, temp in zip(tables, temps)]
         per_model.append(average_tables(tables))
     blended = average_tables(per_model, params["weights"])
     classes = class_columns(blended)
     fitted = Fitted(params["temperature"], params["floor"], params["ceiling"])
-    probs = _with_probs(blended, fitted.apply(blended[classes].to_numpy()))
-    submission = _with_probs(probs, clip_rows(probs[classes].to_numpy(), config["clip"]["floor"],
+    probs = with_probs(blended, fitted.apply(blended[classes].to_numpy()))
+    submission = with_probs(probs, clip_rows(probs[classes].to_numpy(), config["clip"]["floor"],
                                               config["clip"]["ceiling"]))
     return probs, submission

@@ -82,3 +82,33 @@ def test_the_training_dataclass_and_the_schema_hold_the_same_defaults():
     for key in shared:
         default = list(fields[key]) if isinstance(fields[key], tuple) else fields[key]
         assert default == model[key]["default"], key
+    from ensemble.cli import get_args_parser
+    from ensemble.hparams import PREDICT_BATCH_SIZE
+
+    assert schema["properties"]["predict"]["properties"]["batch_size"]["default"] == PREDICT_BATCH_SIZE
+    verbs = get_args_parser()._subparsers._group_actions[0].choices
+    for verb in ("predict", "predict-test", "predict-new"):  # the CLI's default is the schema's
+        assert verbs[verb].get_default("batch_size") == PREDICT_BATCH_SIZE, verb
+
+
+def test_the_package_declares_every_library_it_imports_and_never_imports_snakemake():
+    import ast
+    import re
+    import sys
+    from importlib.metadata import packages_distributions
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    declared = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in
+                tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    imported = set()
+    for path in (REPO / "ensemble").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"ensemble", "__future__"}
+    distributions = packages_distributions()
+    needed = {distributions[name][0].lower().replace("_", "-") for name in third_party}
+    assert "snakemake" not in needed  # the rules call the package; it never calls back
+    assert needed <= declared, f"imported but not declared in pyproject.toml: {sorted(needed - declared)}"
