@@ -16,7 +16,7 @@
 # PYTHONPATH, never installed (that would replace the device's torch), the rules' `python` is a link to
 # python3, and snakemake comes from wheels prepared here with benchmarks/device_wheels.sh into .whl/
 # (ignored by git), which the call carries:
-#   run(command="bash benchmarks/device_check.sh", carry=[".whl"], timeout_s=420)
+#   run(command="bash benchmarks/device_check.sh", carry=[".whl"], timeout_s=540)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -124,7 +124,7 @@ PY
 # --- 3. training throughput with the real loader, with and without torch.compile
 say "benchmarks/gpu.py"
 if [ "$MODE" = cuda ]; then
-    GPU_ARGS=(--seconds 10 --images 4000 --workers 12 --compile both)
+    GPU_ARGS=(--seconds 8 --images 1500 --workers 12 --compile both)
 else
     GPU_ARGS=(--device cpu --backbones resnet18 --size 64 --batch 16 --images 120 --workers 0 --seconds 2 --compile off)
 fi
