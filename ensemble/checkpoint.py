@@ -3,10 +3,11 @@
 The key is a hash of everything that changes the weights: the resolved training config, the class list, the
 fold's training ids, and the context around them (:func:`context`: the data's digest, the bytes of a local
 weights file, whether images come from the decode-once cache and the head phase from cached features, the
-resolved precision, the package and decode versions). Speed-only settings (workers, threads, the GPU slot)
-are not in it. A checkpoint whose key differs is stale: it is deleted with a log line, and training starts
-afresh. One that cannot be read is moved aside (``.corrupt-<time>``), never deleted. Checkpoints hold only
-tensors and plain containers, so they load with ``torch.load(weights_only=True)``.
+resolved precision, whether crops run in the loader or on the device, the package and decode versions).
+Speed-only settings (workers, threads, the GPU slot, torch.compile) are not in it. A checkpoint whose key
+differs is stale: it is deleted with a log line, and training starts afresh. One that cannot be read is
+moved aside (``.corrupt-<time>``), never deleted. Checkpoints hold only tensors and plain containers, so they
+load with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def context(*, weights: str, data_digest: str | None, image_source: str, features: bool,
-            precision: str) -> dict[str, Any]:
+            precision: str, augment_on: str = "loader") -> dict[str, Any]:
     """What changes the weights besides the config, classes and ids (see the module's docstring)."""
     from ensemble import __version__
     from ensemble.fingerprint import content_hash
@@ -34,8 +35,8 @@ def context(*, weights: str, data_digest: str | None, image_source: str, feature
 
     local = Path(weights)
     return {"data": data_digest, "weights_file": content_hash(local) if local.is_file() else None,
-            "image_source": image_source, "features": features, "precision": precision, "version": __version__,
-            "decode": DECODE}
+            "image_source": image_source, "features": features, "precision": precision, "augment_on": augment_on,
+            "version": __version__, "decode": DECODE}
 
 
 def checkpoint_key(config: dict[str, Any], classes: list[str], train_ids: list[str],

@@ -495,28 +495,43 @@ def run_submit(a) -> None:
 def add_predict_new(sub) -> None:
     p = sub.add_parser("predict-new", help="a finished run's ensemble on a new folder of images (no training)")
     p.add_argument("--run", type=Path, required=True, help="the run's results folder, e.g. results/demo")
-    p.add_argument("--images", type=Path, required=True, help="folder of <id>.jpg files")
-    p.add_argument("--sample", type=Path, help="sample_submission.csv: its ids, order and columns")
+    p.add_argument("--images", type=Path, required=True,
+                   help="a folder of images (jpg, jpeg, png, webp; subfolders too): ids are relative paths")
+    p.add_argument("--sample", type=Path, help="sample_submission.csv: its ids (files <id>.jpg), order, columns")
     p.add_argument("--batch-size", type=int, default=PREDICT_BATCH_SIZE)
-    p.add_argument("--out-probs", type=Path, required=True)
-    p.add_argument("--out-submission", type=Path, required=True)
+    p.add_argument("--out-probs", type=Path, help="every class's probability, after the run's post-processing")
+    p.add_argument("--out-submission", type=Path, help="the same after the run's fixed clip (Kaggle's format)")
+    p.add_argument("--out-top", type=Path, help="each image's top-k labels and probabilities: .csv or .json")
+    p.add_argument("--top-k", type=int, default=5)
     _add_runtime(p, cache=False)
 
 
 def run_predict_new(a) -> None:
-    from ensemble.inference import image_ids, predict_new
+    from ensemble.inference import images_to_predict, predict_new, top_k
     from ensemble.submission import make_submission, validate_submission
 
+    if not (a.out_probs or a.out_submission or a.out_top):
+        raise ValueError("nothing to write: give --out-probs, --out-submission or --out-top")
     device = _runtime(a)
-    probs, sub = predict_new(a.run, a.images, image_ids(a.images, a.sample), device=device,
-                             workers=a.workers, batch_size=a.batch_size)
+    ids, paths = images_to_predict(a.images, a.sample)
+    probs, sub = predict_new(a.run, paths, ids, device=device, workers=a.workers, batch_size=a.batch_size)
     if a.sample:
         sample = _read_table(a.sample)
         sub = make_submission(sub, sample)
         validate_submission(sub, sample)
-    write_csv(probs, a.out_probs, float_format="%.8g")
-    write_csv(sub, a.out_submission, float_format="%.10g")
-    log.info("wrote %d rows to %s", len(sub), a.out_submission)
+    if a.out_probs:
+        write_csv(probs, a.out_probs, float_format="%.8g")
+    if a.out_submission:
+        write_csv(sub, a.out_submission, float_format="%.10g")
+    if a.out_top:
+        top = top_k(probs, a.top_k)
+        if a.out_top.suffix.lower() == ".json":
+            k = (len(top.columns) - 1) // 2
+            write_json([{"id": row["id"], "top": [{"label": row[f"label_{j}"], "probability": float(row[f"prob_{j}"])}
+                                                  for j in range(1, k + 1)]} for _, row in top.iterrows()], a.out_top)
+        else:
+            write_csv(top, a.out_top, float_format="%.6g")
+    log.info("predicted %d images", len(ids))
 
 
 def add_leaderboard(sub) -> None:

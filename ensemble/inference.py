@@ -27,14 +27,33 @@ from ensemble.submission import clip_rows
 log = logging.getLogger(__name__)
 
 
-def image_ids(images: Path, sample: Path | None) -> list[str]:
-    """Ids to predict: the sample submission's rows, else every image file in ``images`` (sorted)."""
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def images_to_predict(images: Path, sample: Path | None) -> tuple[list[str], list[Path]]:
+    """(ids, files) to predict. With a sample submission: its ids, in its order, as ``images/<id>.jpg``.
+    Without: every image in ``images`` and its subfolders (jpg, jpeg, png, webp, any case; the OS's
+    bookkeeping files and hidden folders skipped), sorted, each id its path relative to ``images``."""
     if sample is not None:
-        return read_sample_ids(sample)
-    ids = sorted(p.stem for p in images.iterdir() if p.is_file() and not is_hidden(p.name))
-    if not ids:
-        raise ValueError(f"{images} holds no images to predict")
-    return ids
+        ids = read_sample_ids(sample)
+        return ids, [images / f"{i}.jpg" for i in ids]
+    files = sorted(p for p in images.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not any(is_hidden(part) for part in p.relative_to(images).parts))
+    if not files:
+        raise ValueError(f"{images} holds no images to predict ({', '.join(IMAGE_SUFFIXES)}, subfolders too)")
+    return [p.relative_to(images).as_posix() for p in files], files
+
+
+def top_k(probs: pd.DataFrame, k: int) -> pd.DataFrame:
+    """id, then label_1, prob_1, ..., label_k, prob_k: each row's k most probable classes."""
+    classes = class_columns(probs)
+    values = probs[classes].to_numpy()
+    order = (-values).argsort(axis=1, kind="stable")[:, :k]
+    out = {"id": probs["id"].tolist()}
+    for j in range(min(k, len(classes))):
+        out[f"label_{j + 1}"] = [classes[i] for i in order[:, j]]
+        out[f"prob_{j + 1}"] = values[range(len(values)), order[:, j]]
+    return pd.DataFrame(out)
 
 
 def _fold_tables(run: Path, model: str, parts: list[str], paths: list[Path], ids: list[str], tta: list[str],
@@ -50,12 +69,11 @@ def _fold_tables(run: Path, model: str, parts: list[str], paths: list[Path], ids
     return tables
 
 
-def predict_new(run: Path, images: Path, ids: list[str], *, device: torch.device, workers: int,
+def predict_new(run: Path, paths: list[Path], ids: list[str], *, device: torch.device, workers: int,
                 batch_size: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(post-processed probabilities, submission after the run's fixed clip) for ``images/<id>.jpg``."""
+    """(post-processed probabilities, submission after the run's fixed clip) for the image files ``paths``."""
     config = yaml.safe_load((run / "provenance" / "config.yaml").read_text())
     params = json.loads((run / "postprocess" / "params.json").read_text())
-    paths = [images / f"{i}.jpg" for i in ids]
     loader_args = {"device": device, "workers": workers, "batch_size": batch_size}
     per_model = []
     for member in members(config["models"], config["seed"]):

@@ -151,10 +151,13 @@ class _FoldRun:
             self.feature_rows = (self.bank.rows(data.train_ids), self.bank.rows(data.val_ids))
         self.checkpoint_path, self.pre = checkpoint_path, preprocessing(config)
         self.dtype = resolve_precision(config.precision, device)
+        if device_augment is None:  # auto: on CUDA, from the cache, for the presets it can do
+            device_augment = (device.type == "cuda" and isinstance(data.train_images, CacheRows)
+                              and config.augment in batch_augment.SUPPORTED)
         self.key = checkpoint_key(asdict(config), data.classes, data.train_ids, context(
             weights=config.weights, data_digest=data_digest, features=self.bank is not None,
             image_source="cache" if isinstance(data.train_images, CacheRows) else "files",
-            precision=str(self.dtype)))
+            precision=str(self.dtype), augment_on="device" if device_augment else "loader"))
         self.resumed = load_checkpoint(checkpoint_path, self.key) if checkpoint_path else None
         torch.manual_seed(config.seed)
         self.model = build_model(config.backbone, n_classes=len(data.classes), hidden=list(config.hidden),
@@ -173,9 +176,6 @@ class _FoldRun:
         self.compile_seconds: float | None = None
         self.ema = _ema(self.model, config.ema, self.resumed)
         pre = self.pre
-        if device_augment is None:  # auto: on CUDA, from the cache, for the presets it can do
-            device_augment = (device.type == "cuda" and isinstance(data.train_images, CacheRows)
-                              and config.augment in batch_augment.SUPPORTED)
         self.batch_augment = batch_augment.BatchAugment(pre["size"], config.augment) if device_augment else None
         if self.batch_augment is not None:
             self.train_set = CachedRows(data.train_images, data.train_targets)

@@ -163,6 +163,35 @@ def test_predict_only_reproduces_the_runs_own_submission(run_dir, tmp_path):
     np.testing.assert_allclose(ours.iloc[:, 1:].to_numpy(), theirs.iloc[:, 1:].to_numpy(), atol=1e-6)
 
 
+def test_predict_new_takes_any_folder_and_writes_the_top_labels(run_dir, tmp_path):
+    test_ids = sorted(p.stem for p in (run_dir / "data/demo/test").glob("*.jpg"))[:3]
+    folder = tmp_path / "new photos"
+    (folder / "a").mkdir(parents=True)
+    (folder / ".thumbnails").mkdir()
+    source = lambda i: Image.open(run_dir / "data/demo/test" / f"{i}.jpg")  # noqa: E731
+    (folder / "a" / "x.jpg").write_bytes((run_dir / "data/demo/test" / f"{test_ids[0]}.jpg").read_bytes())
+    source(test_ids[1]).save(folder / "a" / "y.PNG")  # the decoded pixels, losslessly
+    source(test_ids[2]).save(folder / "z.webp", lossless=True)
+    for junk in (".DS_Store", "Thumbs.db", "notes.txt", ".thumbnails/x.jpg"):
+        (folder / junk).write_bytes(b"\x00")
+    done = subprocess.run([sys.executable, "-m", "ensemble", "predict-new", "--run", f"results/{RUN}",
+                           "--images", str(folder), "--device", "cpu", "--threads", "2", "--top-k", "2",
+                           "--out-probs", str(tmp_path / "p.csv"), "--out-top", str(tmp_path / "top.json")],
+                          cwd=run_dir, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    probs = pd.read_csv(tmp_path / "p.csv", dtype={"id": str})
+    assert probs["id"].tolist() == ["a/x.jpg", "a/y.PNG", "z.webp"]  # ids: paths relative to the folder
+    theirs = pd.read_csv(results(run_dir) / "postprocess/test.csv", dtype={"id": str}).set_index("id")
+    classes = list(probs.columns[1:])
+    np.testing.assert_allclose(probs[classes].to_numpy(), theirs.loc[test_ids, classes].to_numpy(), atol=1e-6)
+    top = json.loads((tmp_path / "top.json").read_text())
+    assert [t["id"] for t in top] == probs["id"].tolist() and all(len(t["top"]) == 2 for t in top)
+    for t, (_, row) in zip(top, probs.iterrows()):
+        best = row[classes].astype(float).sort_values(ascending=False)
+        assert [p["label"] for p in t["top"]] == list(best.index[:2])
+        assert t["top"][0]["probability"] == pytest.approx(best.iloc[0], abs=1e-6)
+
+
 def test_leaderboard_lists_the_run_with_its_scores(run_dir, tmp_path):
     from ensemble.leaderboard import leaderboard
 
