@@ -33,16 +33,17 @@ def sample_seed(seed: int, index: int) -> int:
 
 
 def seeded(transform: Callable, image, seed: int):
-    """``transform(image)`` drawing from torch's and Python's generators seeded with ``seed``, leaving the
-    caller's generators as they were."""
-    state = random.getstate()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        random.seed(seed)  # timm's crops draw from Python's generator
-        try:
-            return transform(image)
-        finally:
-            random.setstate(state)
+    """``transform(image)`` drawing from torch's CPU generator and Python's seeded with ``seed``, leaving the
+    caller's generators as they were (state saved and restored directly: ``torch.random.fork_rng`` costs
+    15 times as much per image)."""
+    torch_state, python_state = torch.default_generator.get_state(), random.getstate()
+    torch.default_generator.manual_seed(seed)
+    random.seed(seed)  # timm's crops draw from Python's generator
+    try:
+        return transform(image)
+    finally:
+        torch.default_generator.set_state(torch_state)
+        random.setstate(python_state)
 
 
 class _Transformed(Dataset):
