@@ -33,7 +33,7 @@ CONFIG = {
     "run": RUN,
     "data": {"dir": "data/demo", "answers": "data/demo/test_labels.csv"},
     "demo": {"classes": 3, "train": 36, "test": 9, "size": 32},
-    "folds": {"k": 3},
+    "folds": {"k": 2},
     "models": {"r18": {"backbone": "resnet18", "hidden": [8], "image_size": 32, "head_epochs": 0, "epochs": 1,
                        "batch_size": 12}},
     "train": {"device": "auto"},  # auto declares one GPU per training job, which a CPU-only machine still runs
@@ -96,7 +96,7 @@ def test_default_profile_plans_a_local_run_without_gpu_limits(workdir):
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]
     assert "workflow specific profile" in out and "Shell command:" in out  # printshellcmds from the profile
-    assert plan(out)["train"] == 3 and plan(out)["predict"] == 3
+    assert plan(out)["train"] == 2 and plan(out)["predict"] == 2
     assert "gpu=1" in resources_of(out, "train")  # declared, but nothing caps it: CPU runs go ahead
 
 
@@ -105,11 +105,11 @@ def test_slurm_profile_plans_one_gpu_job_per_fold(workdir):
     done = snakemake(workdir, "--profile", str(PROFILES / "slurm"), "--dry-run")
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]
-    assert plan(out)["train"] == 3
+    assert plan(out)["train"] == 2
     train = resources_of(out, "train")
     assert "gpu=1" in train and "slurm_partition=YOUR-GPU-PARTITION" in train and "runtime=240" in train
     assert "slurm_account=YOUR-ACCOUNT" in resources_of(out, "folds")
-    assert len(re.findall(r"Group job fold\b", out)) == 3  # train + predict of a fold: one job, one GPU
+    assert len(re.findall(r"Group job fold\b", out)) == 2  # train + predict of a fold: one job, one GPU
 
 
 def test_kubernetes_profile_plans_every_file_in_s3_and_gpu_pods(workdir, empty_s3):
@@ -122,7 +122,7 @@ def test_kubernetes_profile_plans_every_file_in_s3_and_gpu_pods(workdir, empty_s
     out = done.stdout + done.stderr
     # common.smk's unflagged() works around snakemake/snakemake#3027 (expand() refusing storage-flagged paths)
     assert done.returncode == 0, out[-3000:]
-    assert plan(out)["train"] == 3
+    assert plan(out)["train"] == 2
     assert "output: s3://YOUR-BUCKET/ensemble/results/cluster/folds/folds.csv (send to storage)" in out
     # pods see only declared inputs: the rules that read images declare the image folders
     cache = re.search(r"^ *rule cache:\n(?: +.*\n)*? +input: (.*)$", out, re.M)[1]
@@ -175,7 +175,7 @@ def test_slurm_executor_runs_the_dag_with_one_gpu_per_fold_job(workdir, tmp_path
             trained[int(folds[0])] = call["job"]
         else:
             assert not any(a.startswith(("--gpus", "--gres")) for a in args), args  # CPU steps hold no GPU
-    assert sorted(trained) == [0, 1, 2]
+    assert sorted(trained) == [0, 1]
 
     states = subprocess.run(["sacct", "-X", "--parsable2", "--noheader", "--format=JobIdRaw,State"], env=env,
                             capture_output=True, text=True, check=True).stdout.split()
