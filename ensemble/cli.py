@@ -507,7 +507,7 @@ def add_predict_new(sub) -> None:
 
 
 def run_predict_new(a) -> None:
-    from ensemble.inference import images_to_predict, predict_new, top_k
+    from ensemble.inference import images_to_predict, predict_new, write_top_k
     from ensemble.submission import make_submission, validate_submission
 
     if not (a.out_probs or a.out_submission or a.out_top):
@@ -524,13 +524,7 @@ def run_predict_new(a) -> None:
     if a.out_submission:
         write_csv(sub, a.out_submission, float_format="%.10g")
     if a.out_top:
-        top = top_k(probs, a.top_k)
-        if a.out_top.suffix.lower() == ".json":
-            k = (len(top.columns) - 1) // 2
-            write_json([{"id": row["id"], "top": [{"label": row[f"label_{j}"], "probability": float(row[f"prob_{j}"])}
-                                                  for j in range(1, k + 1)]} for _, row in top.iterrows()], a.out_top)
-        else:
-            write_csv(top, a.out_top, float_format="%.6g")
+        write_top_k(probs, a.top_k, a.out_top)
     log.info("predicted %d images", len(ids))
 
 

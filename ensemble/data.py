@@ -74,15 +74,12 @@ class ImageFiles(_Transformed):
         return self._transform(load_rgb(self.paths[i]), i), self.targets[i]
 
 
-class CachedImages(_Transformed):
-    """(transformed image, target) pairs from rows of a cached split, memory-mapped on first use in each
-    process (the dataset pickles as a path, so worker processes never copy the array)."""
+class _MappedRows:
+    """Rows of a cached split (``self.source``), memory-mapped on first use in each process: the dataset
+    pickles as a path, so worker processes never copy the array."""
 
-    def __init__(self, source: CacheRows, targets: Sequence[int] | None, transform: Callable,
-                 seed: int | None = None):
-        self.source = source
-        super().__init__(len(source), targets, transform, seed)
-        self._array: np.ndarray | None = None
+    source: CacheRows
+    _array: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.source)
@@ -90,35 +87,39 @@ class CachedImages(_Transformed):
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_array": None}
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def _row(self, i: int) -> np.ndarray:
+        """Stored row ``i``, (side, MAX_ASPECT * side, 3), valid up to ``self.source.widths[i]``."""
         if self._array is None:
             self._array = np.load(self.source.array, mmap_mode="r")
+        return self._array[self.source.rows[i]]
+
+
+class CachedImages(_MappedRows, _Transformed):
+    """(transformed image, target) pairs from rows of a cached split."""
+
+    def __init__(self, source: CacheRows, targets: Sequence[int] | None, transform: Callable,
+                 seed: int | None = None):
+        self.source = source
+        super().__init__(len(source), targets, transform, seed)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         # PIL, like the files: its crops and resizes of small images cost a fraction of torch's per-image ops
-        stored = self._array[self.source.rows[i], :, :self.source.widths[i]]  # (side, width, 3)
+        stored = self._row(i)[:, :self.source.widths[i]]  # (side, width, 3)
         image = Image.fromarray(np.ascontiguousarray(stored))
         if self.source.portrait[i]:
             image = image.transpose(Image.Transpose.TRANSPOSE)  # portrait photos are stored transposed
         return self._transform(image, i), self.targets[i]
 
 
-class CachedRows(Dataset):
+class CachedRows(_MappedRows, Dataset):
     """((stored row, width, portrait), target) from rows of a cached split, untransformed: the loader only
     slices the memory-mapped array, and ``ensemble.batch_augment`` crops and flips whole batches on the device."""
 
     def __init__(self, source: CacheRows, targets: Sequence[int]):
         self.source, self.targets = source, list(targets)
-        self._array: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_array": None}
 
     def __getitem__(self, i: int):
-        if self._array is None:
-            self._array = np.load(self.source.array, mmap_mode="r")
-        row = torch.from_numpy(np.array(self._array[self.source.rows[i]]))  # a copy: (side, 2 side, 3)
+        row = torch.from_numpy(np.array(self._row(i)))  # a copy: (side, 2 side, 3)
         return (row, self.source.widths[i], self.source.portrait[i]), self.targets[i]
 
 

@@ -99,13 +99,9 @@ def split_digests(data_dir: Path, store: HashStore, threads: int = 4) -> dict[st
 
 def write_stamps(data_dir: Path, stamps: dict[str, Path], store: Path, threads: int = 4) -> dict[str, dict]:
     """Hash the data and write each split's stamp."""
-    from ensemble.inputs import InputError
+    from ensemble.inputs import require_layout
 
-    layout = Layout(Path(data_dir))
-    for required in (layout.labels_csv, layout.sample_submission_csv, layout.train_dir, layout.test_dir):
-        if not required.exists():
-            raise InputError(f"{required} does not exist; data.dir must point at a folder in the Kaggle layout "
-                             "(labels.csv, sample_submission.csv, train/, test/)")
+    require_layout(Layout(Path(data_dir)))
     digests = split_digests(data_dir, HashStore(store), threads)
     for split, path in stamps.items():
         write_json(digests[split], path)

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 import yaml
 
+from ensemble.atomic import write_csv, write_json
 from ensemble.blend import average_tables, class_columns
 from ensemble.finalize import with_probs
 from ensemble.layout import is_hidden, read_sample_ids
@@ -44,16 +45,25 @@ def images_to_predict(images: Path, sample: Path | None) -> tuple[list[str], lis
     return [p.relative_to(images).as_posix() for p in files], files
 
 
-def top_k(probs: pd.DataFrame, k: int) -> pd.DataFrame:
-    """id, then label_1, prob_1, ..., label_k, prob_k: each row's k most probable classes."""
+def top_k(probs: pd.DataFrame, k: int) -> list[dict]:
+    """Each row's k most probable classes: [{"id", "top": [{"label", "probability"}, ...]}, ...]."""
     classes = class_columns(probs)
     values = probs[classes].to_numpy()
     order = (-values).argsort(axis=1, kind="stable")[:, :k]
-    out = {"id": probs["id"].tolist()}
-    for j in range(min(k, len(classes))):
-        out[f"label_{j + 1}"] = [classes[i] for i in order[:, j]]
-        out[f"prob_{j + 1}"] = values[range(len(values)), order[:, j]]
-    return pd.DataFrame(out)
+    return [{"id": image_id, "top": [{"label": classes[c], "probability": float(row[c])} for c in best]}
+            for image_id, row, best in zip(probs["id"], values, order)]
+
+
+def write_top_k(probs: pd.DataFrame, k: int, path: Path) -> None:
+    """``top_k`` as JSON (``.json``), else as a CSV of id, label_1, prob_1, ..., label_k, prob_k."""
+    records = top_k(probs, k)
+    if path.suffix.lower() == ".json":
+        write_json(records, path)
+        return
+    rows = [{"id": r["id"], **{f"{name}_{j}": value for j, t in enumerate(r["top"], 1)
+                               for name, value in (("label", t["label"]), ("prob", t["probability"]))}}
+            for r in records]
+    write_csv(pd.DataFrame(rows), path, float_format="%.6g")
 
 
 def _fold_tables(run: Path, model: str, parts: list[str], paths: list[Path], ids: list[str], tta: list[str],

@@ -113,6 +113,14 @@ def _test_folder_problems(layout: Layout, test_ids: list[str]) -> list[str]:
     return []
 
 
+def require_layout(layout: Layout) -> None:
+    """Fail, saying what is expected, unless the folder has the Kaggle layout's tables and folders."""
+    for required in (layout.labels_csv, layout.sample_submission_csv, layout.train_dir, layout.test_dir):
+        if not required.exists():
+            raise InputError(f"{required} does not exist; data.dir must point at a folder in the Kaggle "
+                             "layout (labels.csv, sample_submission.csv, train/, test/)")
+
+
 def check_inputs(data_dir: str | Path, k: int, threads: int = 4, splits: tuple[str, ...] = ("train", "test")) -> dict:
     """Check a data set in the Kaggle layout; return a summary for the report. ``splits``: what to check,
     the training side (labels.csv, the class columns, train/) and the test side (the sample's ids, test/),
@@ -122,10 +130,7 @@ def check_inputs(data_dir: str | Path, k: int, threads: int = 4, splits: tuple[s
         InputError: listing every problem found, each with its fix.
     """
     layout = Layout(Path(data_dir))
-    for required in (layout.labels_csv, layout.sample_submission_csv, layout.train_dir, layout.test_dir):
-        if not required.exists():
-            raise InputError(f"{required} does not exist; data.dir must point at a folder in the Kaggle "
-                             "layout (labels.csv, sample_submission.csv, train/, test/)")
+    require_layout(layout)
     classes = read_classes(layout.sample_submission_csv)
     problems, summary = [], {}
     if "train" in splits:

@@ -66,8 +66,8 @@ def data_files(*names):
 
 def fingerprint_inputs():
     """What the stamps are made from, as inputs: every data file where they must be shipped, the demo's
-    tables where the demo_data job makes them (so the stamps come after), else none: the stamps are refreshed from the
-    data's content when the workflow loads, never from file times or the folder's path."""
+    tables where the demo_data job makes them (so the stamps come after), else none: the stamps are
+    refreshed from the data's content when the workflow loads, never from file times or the folder's path."""
     if REMOTE:
         return data_files("labels", "sample", "train_images", "test_images")
     if DATA == DEMO:
