@@ -1,5 +1,7 @@
-# k-fold ensemble for image classification: folds -> one model per (model, fold) -> average -> clip -> submit.
-# Read results/{run}/ stage by stage; each rule is a thin call into the `ensemble` package.
+# k-fold ensemble for image classification: stamps, input check, folds, cache -> train + predict per (member,
+# fold) -> average each member's folds -> blend the members -> post-process -> clip into the submission.
+# Read results/{run}/ stage by stage; each rule is a thin call into the `ensemble` package (README: which rule
+# calls which verb and which function).
 from snakemake.utils import min_version, validate
 
 min_version("8.0")

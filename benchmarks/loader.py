@@ -65,9 +65,10 @@ def _model_rate(size: int, batch_size: int = 32, steps: int = 4) -> float:
 
 
 def _epoch_seconds(data: Path, cache: ImageCache | None, size: int) -> float:
+    from ensemble.data import FoldData
     from ensemble.folds import assign_folds, split
     from ensemble.hparams import TrainConfig
-    from ensemble.train import FoldData, train_fold
+    from ensemble.train import train_fold
 
     layout = Layout(data)
     classes = read_classes(layout.sample_submission_csv)

@@ -34,8 +34,9 @@ PROBES = {"train": TORCH, "predict": TORCH, "refit": TORCH, "predict_refit": TOR
           "features": TORCH,
           "demo_data": "ensemble.demo_data", "check_inputs": "ensemble.inputs", "provenance": "ensemble.provenance",
           "cache": "ensemble.cache", "folds": "ensemble.folds, ensemble.layout, sklearn.model_selection",
-          "average": "ensemble.blend", "blend": "ensemble.blend, scipy.optimize", "postprocess": "ensemble.finalize",
-          "plots": "ensemble.plots, matplotlib.pyplot", "submit": "ensemble.blend, ensemble.submission",
+          "average": "ensemble.combine", "blend": "ensemble.combine, scipy.optimize",
+          "postprocess": "ensemble.finalize",
+          "plots": "ensemble.plots, matplotlib.pyplot", "submit": "ensemble.tables, ensemble.submission",
           "score": "ensemble.scoring, ensemble.layout"}
 
 

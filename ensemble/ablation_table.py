@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 
 from ensemble.ablation import TRAINED
-from ensemble.blend import class_columns, labels_of
 from ensemble.folds import FOLD
 from ensemble.metrics import kaggle_log_loss
 from ensemble.postprocess import clip_renormalise, fit_clip
+from ensemble.tables import class_columns, labels_of
 
 
 def _fold_losses(oofs: list[pd.DataFrame], transform=None) -> list[float]:

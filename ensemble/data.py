@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ensemble.cache import CacheRows, ImageCache
-from ensemble.layout import Layout, load_rgb
+from ensemble.folds import split
+from ensemble.layout import ID, LABEL, Layout, load_rgb, read_classes, read_table
 
 Images = Sequence[Path] | CacheRows  # image files, or rows of a cached split
 
@@ -155,3 +157,30 @@ def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, workers: in
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
                       pin_memory=device.type == "cuda", generator=generator, drop_last=drop_last,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+
+
+@dataclass
+class FoldData:
+    """Images (files, or rows of the decode-once cache) and integer targets of one fold's training and
+    validation sets."""
+
+    classes: list[str]
+    train_ids: list[str]
+    train_images: Images
+    train_targets: list[int]
+    val_images: Images
+    val_targets: list[int]
+    val_ids: list[str] = field(default_factory=list)
+
+
+def fold_data(data_dir: Path, folds_csv: Path, fold: int | None, cache: ImageCache | None = None) -> FoldData:
+    """One fold's training and validation images (cache rows when there is a cache); ``fold`` None: every
+    labelled image, no validation set."""
+    layout = Layout(data_dir)
+    classes = read_classes(layout.sample_submission_csv)
+    index = {c: i for i, c in enumerate(classes)}
+    table = read_table(folds_csv)
+    train, val = split(table, fold) if fold is not None else (table, table.iloc[:0])
+    return FoldData(classes, train[ID].tolist(), source(layout, cache, "train", train[ID].tolist()),
+                    train[LABEL].map(index).tolist(), source(layout, cache, "train", val[ID].tolist()),
+                    val[LABEL].map(index).tolist(), val[ID].tolist())

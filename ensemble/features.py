@@ -21,7 +21,11 @@ from pathlib import Path
 import torch
 
 from ensemble.data import Images, image_dataset, make_loader
+from ensemble.device import resolve_precision
+from ensemble.hparams import TrainConfig
 from ensemble.loops import autocast
+from ensemble.models import build_model, model_preprocessing
+from ensemble.transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)
 
@@ -80,3 +84,21 @@ class FeatureBank:
     def train_view(self, epoch: int, rows: torch.Tensor) -> torch.Tensor:
         """The features head epoch ``epoch`` (0-based) trains on."""
         return self.views[epoch % len(self.views)][rows]
+
+
+def features_for(images: Images, ids: list[str], config: TrainConfig, *, views: int, device: torch.device,
+                 workers: int) -> dict:
+    """The frozen starting backbone's features of every image (``ensemble.features``), shared by all folds of
+    a model: the network every fold starts its head phase from."""
+    torch.manual_seed(config.seed)
+    model = build_model(config.backbone, n_classes=1, hidden=[], weights=config.weights,
+                        image_size=config.image_size)
+    model.to(device, memory_format=torch.channels_last)
+    pre = model_preprocessing(config)
+    return compute_features(model, images, ids,
+                            train_transform=train_transform(pre["size"], pre["crop_pct"], config.augment,
+                                                            pre["interpolation"]),
+                            eval_transform=eval_transform(pre["size"], pre["crop_pct"], pre["interpolation"]),
+                            views=views,
+                            seed=config.seed, device=device, dtype=resolve_precision(config.precision, device),
+                            batch_size=config.batch_size * 2, workers=workers)

@@ -17,13 +17,13 @@ import torch
 import yaml
 
 from ensemble.atomic import write_csv, write_json
-from ensemble.blend import average_tables, class_columns
-from ensemble.finalize import with_probs
+from ensemble.combine import MemberFolds, ensemble_test
 from ensemble.layout import is_hidden, read_sample_ids
 from ensemble.members import members
-from ensemble.postprocess import Fitted, apply_temperature
-from ensemble.predict import load_model, mean_probs, predict_views, probability_table
+from ensemble.postprocess import Fitted
+from ensemble.predict import load_model, mean_probs, predict_views
 from ensemble.submission import clip_rows
+from ensemble.tables import class_columns, probabilities, probability_table, with_probs
 
 log = logging.getLogger(__name__)
 
@@ -81,25 +81,20 @@ def _fold_tables(run: Path, model: str, parts: list[str], paths: list[Path], ids
 
 def predict_new(run: Path, paths: list[Path], ids: list[str], *, device: torch.device, workers: int,
                 batch_size: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(post-processed probabilities, submission after the run's fixed clip) for the image files ``paths``."""
+    """(post-processed probabilities, submission after the run's fixed clip) for the image files ``paths``:
+    the run's path (``ensemble.combine.ensemble_test``) with its stored temperatures, weights and fits."""
     config = yaml.safe_load((run / "provenance" / "config.yaml").read_text())
     params = json.loads((run / "postprocess" / "params.json").read_text())
     loader_args = {"device": device, "workers": workers, "batch_size": batch_size}
-    per_model = []
+    parts = []
     for member in members(config["models"], config["seed"]):
-        model = member.name
-        parts = [f"fold{k}" for k in range(config["folds"]["k"])]
-        parts += ["full"] if config["models"][member.model].get("refit") else []
-        tables = _fold_tables(run, model, parts, paths, ids, config["predict"]["tta"], loader_args)
-        temps = params.get("fold_temperatures", {}).get(model)
-        if temps:
-            tables = [with_probs(t, apply_temperature(t[class_columns(t)].to_numpy(), temp))
-                      for t, temp in zip(tables, temps)]
-        per_model.append(average_tables(tables))
-    blended = average_tables(per_model, params["weights"])
-    classes = class_columns(blended)
+        folds = [f"fold{k}" for k in range(config["folds"]["k"])]
+        tables = _fold_tables(run, member.name, folds, paths, ids, config["predict"]["tta"], loader_args)
+        refit = (_fold_tables(run, member.name, ["full"], paths, ids, config["predict"]["tta"], loader_args)[0]
+                 if config["models"][member.model].get("refit") else None)
+        parts.append(MemberFolds(member.name, [], tables, refit))
+    blended = ensemble_test(parts, params.get("fold_temperatures", {}), params["weights"])
     fitted = Fitted(params["temperature"], params["floor"], params["ceiling"])
-    probs = with_probs(blended, fitted.apply(blended[classes].to_numpy()))
-    submission = with_probs(probs, clip_rows(probs[classes].to_numpy(), config["clip"]["floor"],
-                                              config["clip"]["ceiling"]))
+    probs = with_probs(blended, fitted.apply(probabilities(blended)))
+    submission = with_probs(probs, clip_rows(probabilities(probs), config["clip"]["floor"], config["clip"]["ceiling"]))
     return probs, submission

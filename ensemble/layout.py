@@ -77,7 +77,7 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
     labels as strings, and no text read as missing (pandas' defaults turn ``NA``, ``None``, ``null`` into NaN
     and ``007`` into 7). The one reader of them all."""
     return pd.read_csv(path, usecols=columns, dtype={ID: str, LABEL: str}, keep_default_na=False,
-                       na_filter=False)
+                       na_filter=False)  # pandas 3 parses a float written in full (repr) back exactly
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:

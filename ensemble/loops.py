@@ -120,3 +120,11 @@ def predict_log_probs(model, loader, *, device: torch.device, dtype: torch.dtype
             logits = forward(x)
         out.append(F.log_softmax(logits.float(), dim=1).cpu())
     return torch.cat(out) if out else torch.empty(0)
+
+
+def evaluate(model, loader, targets: list[int], *, device, dtype, on_features: bool = False) -> tuple[float, float]:
+    if not targets:  # a full-data refit has no validation set
+        return float("nan"), float("nan")
+    logp = predict_log_probs(model, loader, device=device, dtype=dtype, on_features=on_features)
+    y = torch.tensor(targets)
+    return F.nll_loss(logp, y).item(), (logp.argmax(1) == y).float().mean().item()

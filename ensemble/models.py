@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ensemble.backbones import get_backbone
+from ensemble.hparams import TrainConfig
 from ensemble.weights import load_pretrained
 
 
@@ -69,3 +70,10 @@ def build_model(backbone: str, *, n_classes: int, hidden: list[int], dropout: fl
     load_pretrained(net, spec, weights)
     pre = spec.preprocessing()
     return Classifier(net, make_head(width, hidden, n_classes, dropout), pre.mean, pre.std)
+
+
+def model_preprocessing(config: TrainConfig) -> dict:
+    """The backbone's normalisation and eval crop, at the configured size (or the backbone's own)."""
+    pre = get_backbone(config.backbone).preprocessing()
+    return {"mean": list(pre.mean), "std": list(pre.std), "size": config.image_size or pre.input_size,
+            "crop_pct": pre.crop_pct, "interpolation": pre.interpolation}

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ensemble.atomic import atomic_path
-from ensemble.blend import class_columns, labels_of
 from ensemble.postprocess import clip_sweep
+from ensemble.tables import class_columns, labels_of
 
 
 def _pyplot():

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from ensemble.config import POSTPROCESS_METHODS
 from ensemble.metrics import kaggle_log_loss
 
 FLOORS = np.concatenate([[0.0], np.logspace(-6, -1, 31)])
@@ -80,7 +81,7 @@ def fit(method: str, probs: np.ndarray, labels: np.ndarray, temperature: float |
 
     ``temperature`` given: use it instead of fitting one (per-fold temperatures were applied already: 1.0).
     """
-    if method not in ("none", "clip", "temperature", "both"):
+    if method not in POSTPROCESS_METHODS:
         raise ValueError(f"postprocess method must be none, clip, temperature or both, got {method!r}")
     t = 1.0
     if method in ("temperature", "both"):

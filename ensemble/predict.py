@@ -22,6 +22,7 @@ from ensemble.layout import ID, LABEL, Layout
 from ensemble.loops import predict_log_probs
 from ensemble.metrics import accuracy, kaggle_log_loss
 from ensemble.models import build_model
+from ensemble.tables import probability_table
 from ensemble.transforms import eval_transform, tta_transforms, view_names
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,6 @@ def predict_files(model, saved: dict, images: Images, *, device: torch.device, w
                          workers=workers, device=device)
     dtype = resolve_precision(saved["config"]["precision"], device)
     return predict_log_probs(model, loader, device=device, dtype=dtype).exp().double().numpy()
-
-
-def probability_table(ids: list[str], probs: np.ndarray, classes: list[str]) -> pd.DataFrame:
-    """id + one column per class."""
-    table = pd.DataFrame(probs, columns=classes)
-    table.insert(0, ID, ids)
-    return table
 
 
 def predict_views(model, saved: dict, images: Images, states: list[dict], views: list[str],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ensemble.config import check_clip
 from ensemble.layout import ID
 
 ROW_SUM_TOL = 1e-6
@@ -22,15 +23,7 @@ class SubmissionError(ValueError):
 
 def clip_rows(probs: np.ndarray, floor: float, ceiling: float) -> np.ndarray:
     """Clip each probability to [floor, ceiling], then renormalise every row to sum to one."""
-    k = probs.shape[1]
-    if not 0 <= floor < ceiling <= 1:
-        raise ValueError(f"clip bounds must satisfy 0 <= floor < ceiling <= 1, got floor={floor}, "
-                         f"ceiling={ceiling}")
-    if floor * k >= 1:
-        raise ValueError(f"clip floor {floor} >= 1/K = {1 / k:.6g}: every row would become uniform")
-    if ceiling < 1 / k:
-        raise ValueError(f"clip ceiling {ceiling} < 1/K = {1 / k:.6g}: after renormalisation it is no ceiling "
-                         "(it only caps ratios between probabilities); use a ceiling above 1/K (1.0 for none)")
+    check_clip(floor, ceiling, probs.shape[1])
     clipped = np.clip(np.asarray(probs, dtype=np.float64), floor, ceiling)
     return clipped / clipped.sum(axis=1, keepdims=True)
 

@@ -23,41 +23,25 @@ from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from ensemble import batch_augment
 from ensemble.atomic import torch_save, write_csv, write_json
-from ensemble.backbones import get_backbone
 from ensemble.cache import CacheRows
 from ensemble.checkpoint import checkpoint_key, context, load_checkpoint, save_checkpoint
-from ensemble.data import CachedRows, Images, image_dataset, make_loader
+from ensemble.config import refit_rule
+from ensemble.data import CachedRows, FoldData, image_dataset, make_loader
 from ensemble.device import resolve_precision
-from ensemble.features import FeatureBank, compute_features
-from ensemble.finetune import freeze_backbone, param_groups
+from ensemble.features import FeatureBank
 from ensemble.gpus import current_slot
 from ensemble.hparams import TrainConfig
-from ensemble.loops import DivergedError, batch_mixer, predict_log_probs, run_epoch
+from ensemble.loops import DivergedError, batch_mixer, evaluate, run_epoch
 from ensemble.lr_finder import lr_range_test, suggest_lr
-from ensemble.models import build_model
-from ensemble.schedule import Cosine, cycle_bounds
+from ensemble.models import build_model, model_preprocessing
+from ensemble.optim import make_ema, make_optimizer
 from ensemble.transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FoldData:
-    """Images (files, or rows of the decode-once cache) and integer targets of one fold's training and
-    validation sets."""
-
-    classes: list[str]
-    train_ids: list[str]
-    train_images: Images
-    train_targets: list[int]
-    val_images: Images
-    val_targets: list[int]
-    val_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -70,58 +54,8 @@ class TrainState:
     snapshots: list[dict[str, Any]] = field(default_factory=list)  # [{"epoch", "model"}] at cycle ends
 
 
-def preprocessing(config: TrainConfig) -> dict:
-    """The backbone's normalisation and eval crop, at the configured size (or the backbone's own)."""
-    pre = get_backbone(config.backbone).preprocessing()
-    return {"mean": list(pre.mean), "std": list(pre.std), "size": config.image_size or pre.input_size,
-            "crop_pct": pre.crop_pct, "interpolation": pre.interpolation}
-
-
 def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
-
-
-def _make_optimizer(model, config: TrainConfig, phase: str, steps_per_epoch: int):
-    """(optimizer, schedule) of one phase: the head alone (plain cosine), or every parameter with rates
-    falling by depth (plain cosine or SGDR); the optimizer is timm's of that name."""
-    from timm.optim import create_optimizer_v2
-
-    freeze_backbone(model, phase == "head")
-    if phase == "head":
-        groups = param_groups(model, lr=config.lr, weight_decay=config.weight_decay, head_only=True)
-        epochs, cycles = config.head_epochs, None
-    else:
-        groups = param_groups(model, lr=config.lr * config.finetune_lr_scale, weight_decay=config.weight_decay,
-                              n_groups=config.lr_groups, ratio=config.lr_ratio, layer_decay=config.layer_decay)
-        epochs = config.epochs
-        cycles = [(a * steps_per_epoch, b * steps_per_epoch)
-                  for a, b in cycle_bounds(epochs, config.cycle_epochs, config.cycle_mult)]
-    optimizer = create_optimizer_v2(groups, opt=config.optimizer, lr=groups[0]["lr"],
-                                    weight_decay=config.weight_decay, momentum=config.momentum)
-    total = steps_per_epoch * epochs
-    first_cycle = cycles[0][1] if cycles else total
-    warmup = min(int(config.warmup_epochs * steps_per_epoch), first_cycle - 1)
-    return optimizer, Cosine(optimizer, total, warmup, cycles=cycles, cycle_decay=config.cycle_decay)
-
-
-def _ema(model, decay: float, resumed: dict | None):
-    """timm's EMA of ``model``'s weights (None when ``decay`` is 0), restored from a checkpoint when resumed."""
-    if decay <= 0:
-        return None
-    from timm.utils import ModelEmaV3
-
-    ema = ModelEmaV3(model, decay=decay, use_warmup=True)
-    if resumed:
-        ema.module.load_state_dict(resumed["ema"])
-    return ema
-
-
-def _evaluate(model, loader, targets: list[int], *, device, dtype, on_features: bool = False) -> tuple[float, float]:
-    if not targets:  # a full-data refit has no validation set
-        return float("nan"), float("nan")
-    logp = predict_log_probs(model, loader, device=device, dtype=dtype, on_features=on_features)
-    y = torch.tensor(targets)
-    return F.nll_loss(logp, y).item(), (logp.argmax(1) == y).float().mean().item()
 
 
 def _snapshot(model) -> dict[str, torch.Tensor]:
@@ -149,7 +83,7 @@ class _FoldRun:
                              "through the backbone (no cached features)")
         if self.bank is not None:  # looked up once: every head epoch reads the same rows
             self.feature_rows = (self.bank.rows(data.train_ids), self.bank.rows(data.val_ids))
-        self.checkpoint_path, self.pre = checkpoint_path, preprocessing(config)
+        self.checkpoint_path, self.pre = checkpoint_path, model_preprocessing(config)
         self.dtype = resolve_precision(config.precision, device)
         if device_augment is None:  # auto: on CUDA, from the cache, for the presets it can do
             device_augment = (device.type == "cuda" and isinstance(data.train_images, CacheRows)
@@ -174,7 +108,7 @@ class _FoldRun:
         backend = os.environ.get("ENSEMBLE_COMPILE_BACKEND", "inductor")  # tests: "eager", dynamo alone
         self.forward = torch.compile(self.model, backend=backend) if compile_model else None
         self.compile_seconds: float | None = None
-        self.ema = _ema(self.model, config.ema, self.resumed)
+        self.ema = make_ema(self.model, config.ema, self.resumed)
         pre = self.pre
         self.batch_augment = batch_augment.BatchAugment(pre["size"], config.augment) if device_augment else None
         if self.batch_augment is not None:
@@ -200,7 +134,7 @@ class _FoldRun:
 
     def begin_phase(self, phase: str) -> None:
         self.phase = phase
-        self.optimizer, self.schedule = _make_optimizer(self.model, self.config, phase, self.steps)
+        self.optimizer, self.schedule = make_optimizer(self.model, self.config, phase, self.steps)
         if self.resumed and self.resumed["phase"] == phase:
             self.optimizer.load_state_dict(self.resumed["optimizer"])
             self.schedule.load_state_dict(self.resumed["schedule"])
@@ -247,7 +181,7 @@ class _FoldRun:
             compiling = max(0.0, steps[0] - sorted(steps[1:])[len(steps[1:]) // 2])  # first step - a typical one
             self.compile_seconds = compiling
             log.info("torch.compile: %.1f s in the first step, reported apart from the epoch time", compiling)
-        val_loss, val_acc = _evaluate(self.predictor, val_loader, self.data.val_targets, device=self.device,
+        val_loss, val_acc = evaluate(self.predictor, val_loader, self.data.val_targets, device=self.device,
                                       dtype=self.dtype, on_features=on_features)
         return {"epoch": epoch + 1, "phase": self.phase, "train_loss": train_loss, "val_loss": val_loss,
                 "val_accuracy": val_acc, "lr": lrs[0], "lr_stem": lrs[-1],
@@ -285,9 +219,8 @@ def train_fold(data: FoldData, config: TrainConfig, *, device: torch.device, wor
     whole batches on the device (``ensemble.batch_augment``; None: on CUDA when the cache can feed it)."""
     if config.total_epochs < 1:
         raise ValueError("head_epochs + epochs must be at least 1")
-    if not len(data.val_images) and (config.keep == "best" or config.patience > 0):
-        raise ValueError("training on every labelled image (refit) has no validation set to choose an epoch "
-                         "by: use keep: last and patience: 0 for a model with refit: true")
+    if not len(data.val_images) and refit_rule(asdict(config)):
+        raise ValueError(refit_rule(asdict(config)))
     started = time.perf_counter()
     run = _FoldRun(data, config, device, workers, checkpoint_path, features, data_digest, compile_model,
                    device_augment)
@@ -317,7 +250,7 @@ def find_lr(data: FoldData, config: TrainConfig, *, device: torch.device, worker
     groups); returns the sweep table and the suggested base rate."""
     run = _FoldRun(data, config, device, workers, checkpoint_path=None, device_augment=False)
     phase = config.phase(0)
-    optimizer, _ = _make_optimizer(run.model, config, phase, run.steps)
+    optimizer, _ = make_optimizer(run.model, config, phase, run.steps)
     run.train_set.seed = config.seed
     loader = make_loader(run.train_set, batch_size=config.batch_size, shuffle=True, workers=workers,
                          device=device, drop_last=run.drop_last,
@@ -325,24 +258,6 @@ def find_lr(data: FoldData, config: TrainConfig, *, device: torch.device, worker
     table = lr_range_test(run.model, loader, optimizer, device=device, dtype=run.dtype,
                           frozen_backbone=phase == "head", num_steps=num_steps)
     return table, suggest_lr(table)
-
-
-def features_for(images: Images, ids: list[str], config: TrainConfig, *, views: int, device: torch.device,
-                 workers: int) -> dict:
-    """The frozen starting backbone's features of every image (``ensemble.features``), shared by all folds of
-    a model: the network every fold starts its head phase from."""
-    torch.manual_seed(config.seed)
-    model = build_model(config.backbone, n_classes=1, hidden=[], weights=config.weights,
-                        image_size=config.image_size)
-    model.to(device, memory_format=torch.channels_last)
-    pre = preprocessing(config)
-    return compute_features(model, images, ids,
-                            train_transform=train_transform(pre["size"], pre["crop_pct"], config.augment,
-                                                            pre["interpolation"]),
-                            eval_transform=eval_transform(pre["size"], pre["crop_pct"], pre["interpolation"]),
-                            views=views,
-                            seed=config.seed, device=device, dtype=resolve_precision(config.precision, device),
-                            batch_size=config.batch_size * 2, workers=workers)
 
 
 def _finish(run: _FoldRun, started: float, paths: dict[str, Path]) -> dict:

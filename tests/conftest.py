@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from ensemble.data import FoldData
 from ensemble.folds import assign_folds, split
 from ensemble.layout import Layout
-from ensemble.train import FoldData
 
 REPO = Path(__file__).resolve().parents[1]
 DOGS10 = REPO.parent / "shared" / "data" / "dogs10"

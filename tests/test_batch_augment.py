@@ -11,10 +11,10 @@ from torchvision import transforms as T
 
 from ensemble.batch_augment import BatchAugment, crop_params
 from ensemble.cache import build_cache, cache_side
-from ensemble.data import CachedRows, source
+from ensemble.data import CachedRows, FoldData, source
 from ensemble.hparams import TrainConfig
 from ensemble.layout import Layout
-from ensemble.train import FoldData, train_fold
+from ensemble.train import train_fold
 
 N = 10_000
 

@@ -56,14 +56,19 @@ def test_blend_writes_fitted_weights_and_every_models_score(tmp_path):
     good[np.arange(300), labels] = 0.8
     _oof(tmp_path / "good.csv", good, labels, classes)
     _oof(tmp_path / "noise.csv", rng.dirichlet(np.ones(3), size=300), labels, classes)
-    args = ["blend", "--weights", "fitted", "--oof", str(tmp_path / "noise.csv"), str(tmp_path / "good.csv"),
-            "--test", str(tmp_path / "noise_test.csv"), str(tmp_path / "good_test.csv"), "--out-oof",
-            str(tmp_path / "o.csv"), "--out-test", str(tmp_path / "t.csv"), "--out-scores", str(tmp_path / "s.json")]
+    noise, good = str(tmp_path / "noise.csv"), str(tmp_path / "good.csv")
+    tests = [str(tmp_path / "noise_test.csv"), str(tmp_path / "good_test.csv")]
+    args = ["blend", "--weights", "fitted", "--members", "noise", "good", "--groups", "noise", "good",
+            "--oof", noise, good, "--test", *tests, "--tempered-oof", noise, good, "--tempered-test", *tests]
+    for name in ("oof", "test", "tempered-oof", "tempered-test"):
+        args += [f"--out-{name}", str(tmp_path / f"out-{name}.csv")]
+    args += ["--out-scores", str(tmp_path / "s.json")]
     assert main(args) == 0
     scores = json.loads((tmp_path / "s.json").read_text())
     assert scores["weights"][1] > 0.9 and sum(scores["weights"]) == pytest.approx(1)
-    assert set(scores["model_scores"]) == {str(tmp_path / "noise.csv"), str(tmp_path / "good.csv")}
-    best_single = min(s["log_loss"] for s in scores["model_scores"].values())
+    assert set(scores["member_scores"]) == {"noise", "good"}
+    assert scores["members"] == ["noise", "good"]
+    best_single = min(s["log_loss"] for s in scores["member_scores"].values())
     assert scores["overall"]["log_loss"] <= best_single + 1e-4  # softmax weights reach 1 only in the limit
 
 
@@ -82,6 +87,12 @@ def test_the_training_dataclass_and_the_schema_hold_the_same_defaults():
     for key in shared:
         default = list(fields[key]) if isinstance(fields[key], tuple) else fields[key]
         assert default == model[key]["default"], key
+    from ensemble.config import MEMBER_KEYS, model_defaults
+
+    # the workflow fills a model's keys from the dataclass: the same values, spelt the same in the train flags
+    schema_defaults = {k: v["default"] for k, v in model.items() if "default" in v and k not in MEMBER_KEYS}
+    assert {k: repr(v) for k, v in model_defaults().items()} == {k: repr(v) for k, v in schema_defaults.items()}
+    assert {k: model[k]["default"] for k in MEMBER_KEYS} == MEMBER_KEYS
     from ensemble.cli import get_args_parser
     from ensemble.hparams import PREDICT_BATCH_SIZE
 
@@ -112,3 +123,45 @@ def test_the_package_declares_every_library_it_imports_and_never_imports_snakema
     needed = {distributions[name][0].lower().replace("_", "-") for name in third_party}
     assert "snakemake" not in needed  # the rules call the package; it never calls back
     assert needed <= declared, f"imported but not declared in pyproject.toml: {sorted(needed - declared)}"
+
+
+def test_every_verb_has_its_parser_and_its_runner():
+    from ensemble.cli import VERBS, get_args_parser
+
+    parsed = get_args_parser()._subparsers._group_actions[0].choices
+    assert set(parsed) == {verb.replace("_", "-") for verb in VERBS} and len(VERBS) >= 22
+    for verb, stage in VERBS.items():
+        assert callable(getattr(stage, f"run_{verb}", None)), f"{stage.__name__} has no run_{verb}"
+
+
+def test_every_training_setting_has_a_flag_written_out_under_its_config_name():
+    import dataclasses
+
+    from ensemble.cli import get_args_parser
+    from ensemble.hparams import TrainConfig
+
+    train = get_args_parser()._subparsers._group_actions[0].choices["train"]
+    source = (REPO / "ensemble" / "cli_common.py").read_text()
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        assert f'"{flag}"' in source, f"{flag}: grep must find the line that defines it"
+        assert train.get_default(field.name) == (list(field.default) if field.name == "hidden" else
+                                                 None if field.default is dataclasses.MISSING else field.default)
+
+
+def test_modules_stay_small_and_use_only_each_others_public_names():
+    import ast
+    import importlib
+    import importlib.util
+
+    for path in (REPO / "ensemble").glob("*.py"):
+        text = path.read_text()
+        assert len(text.splitlines()) <= 300, f"{path.name}: {len(text.splitlines())} lines; split it"
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ensemble"):
+                private = [a.name for a in node.names if a.name.startswith("_") and a.name != "__version__"]
+                assert not private, f"{path.name} imports {private} from {node.module}"
+                module = importlib.import_module(node.module)  # lazy imports inside functions resolve too
+                for alias in node.names:
+                    assert hasattr(module, alias.name) or importlib.util.find_spec(f"{node.module}.{alias.name}"), \
+                        f"{path.name}: {node.module} has no {alias.name}"

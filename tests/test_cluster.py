@@ -168,7 +168,7 @@ def test_slurm_executor_runs_the_dag_with_one_gpu_per_fold_job(workdir, tmp_path
     for call in calls:
         args = call["argv"]
         assert "--parsable" in args and "-A" in args and args[args.index("-A") + 1] == "YOUR-ACCOUNT"
-        folds = re.findall(r"'train:model=r18,fold=(\d+)'", next(a for a in args if a.startswith("--wrap=")))
+        folds = re.findall(r"'train:member=r18,fold=(\d+)'", next(a for a in args if a.startswith("--wrap=")))
         if folds:
             assert len(folds) == 1, "one fold per job"
             assert "--gpus=1" in args and args[args.index("-p") + 1] == "YOUR-GPU-PARTITION", args

@@ -9,11 +9,10 @@ from test_train import CONFIG, _train
 from torch.utils.data import DataLoader, TensorDataset
 
 from ensemble.atomic import torch_save
-from ensemble.features import FeatureBank
+from ensemble.features import FeatureBank, features_for
 from ensemble.loops import run_epoch
 from ensemble.models import build_model
 from ensemble.schedule import Cosine
-from ensemble.train import features_for
 
 HEAD = replace(CONFIG, head_epochs=2, epochs=0, dropout=0.3, hidden=(16,), augment="none")
 

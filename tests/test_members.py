@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ensemble.blend import seed_gains
 from ensemble.members import Member, members
+from ensemble.scoring import seed_gains
 
 
 def test_one_seed_keeps_the_model_name_and_several_make_members():

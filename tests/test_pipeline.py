@@ -87,12 +87,12 @@ def test_postprocessing_table_compares_methods_on_oof_and_test(run_dir):
 
 def test_out_of_fold_table_covers_every_labelled_image_once(run_dir):
     labels = pd.read_csv(run_dir / "data/demo/labels.csv", dtype=str)
-    oof = pd.read_csv(results(run_dir) / "ensemble/r18/oof.csv", dtype={"id": str})
+    oof = pd.read_csv(results(run_dir) / "average/r18/oof.csv", dtype={"id": str})
     folds = pd.read_csv(results(run_dir) / "folds/folds.csv", dtype={"id": str})
     assert sorted(oof["id"]) == sorted(labels["id"])
     merged = oof.merge(folds, on="id", suffixes=("", "_folds"))
     assert (merged["fold"] == merged["fold_folds"]).all() and (merged["breed"] == merged["breed_folds"]).all()
-    scores = json.loads((results(run_dir) / "ensemble/r18/scores.json").read_text())
+    scores = json.loads((results(run_dir) / "average/r18/scores.json").read_text())
     assert set(scores["per_fold"]) == {"0", "1", "2"}
     assert scores["overall"]["n"] == len(labels)
 
@@ -129,7 +129,7 @@ def test_the_refit_trains_on_every_labelled_image_with_the_same_schedule(run_dir
     assert pd.read_csv(results(run_dir) / "train/r18/full/history.csv")["epoch"].tolist() == [1, 2]
     fold = json.loads((results(run_dir) / "train/r18/fold0/metrics.json").read_text())
     assert fold["train_images"] + fold["val_images"] == 96
-    assert json.loads((results(run_dir) / "ensemble/r18/scores.json").read_text())["refit"] is True
+    assert json.loads((results(run_dir) / "average/r18/scores.json").read_text())["refit"] is True
 
 
 def test_provenance_records_config_and_versions(run_dir):
@@ -397,7 +397,7 @@ def test_na_classes_and_spaced_or_zero_padded_ids_give_a_valid_submission(unusua
                                     keep_default_na=False),
                         pd.read_csv(unusual_run / "user data/sample_submission.csv", dtype={"id": str},
                                     keep_default_na=False))
-    oof = pd.read_csv(results(unusual_run) / "ensemble/r18/oof.csv", dtype=str, keep_default_na=False)
+    oof = pd.read_csv(results(unusual_run) / "average/r18/oof.csv", dtype=str, keep_default_na=False)
     assert {"dog 1a2b (1)", "007", "0042", "NaN"} <= set(oof["id"]) and set(oof["breed"]) == set(UNUSUAL["classes"])
 
 

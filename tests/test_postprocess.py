@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ensemble.blend import fit_blend_weights
-from ensemble.finalize import ModelFolds, combine, finalize
+from ensemble.combine import MemberFolds, average_member, blend_oof, blend_test, fit_blend_weights, fold_temperatures
+from ensemble.finalize import finalize
 from ensemble.metrics import kaggle_log_loss
 from ensemble.postprocess import apply_temperature, clip_renormalise, fit, fit_clip, fit_temperature
 
@@ -58,6 +58,17 @@ def _table(ids, probs, classes, labels=None, fold=None):
     return t
 
 
+def _through_the_dag(members: list[MemberFolds], weights: list[float]):
+    """What the average and blend rules hand post-processing: the blend raw and tempered (each as (OOF, test)),
+    and each member's fold temperatures."""
+    temperatures = {m.name: fold_temperatures(m) for m in members}
+    raw = [average_member(m) for m in members]
+    tempered = [average_member(m, temperatures[m.name]) for m in members]
+    blend = lambda tables: (blend_oof([o for o, _ in tables], weights),  # noqa: E731
+                            blend_test([t for _, t in tables], weights))
+    return blend(raw), blend(tempered), temperatures
+
+
 def test_blend_weights_find_the_informative_model():
     probs, labels = _calibrated(n=2000, k=3)
     classes = ["a", "b", "c"]
@@ -78,14 +89,16 @@ def test_finalize_table_and_overconfident_folds():
         sharp = apply_temperature(probs, 0.5)  # over-confident single models
         oofs.append(_table([f"f{f}-{j}" for j in range(600)], sharp, classes, labels, f))
         tests.append(_table(test_ids, apply_temperature(rng.dirichlet(np.ones(4) * 0.3, size=300), 0.5), classes))
-    oof, test, params, table = finalize([ModelFolds("m", oofs, tests)], [1.0], method="temperature", scope="ensemble")
+    member = MemberFolds("m", oofs, tests)
+    oof, test, params, table = finalize(*_through_the_dag([member], [1.0]), [1.0], method="temperature",
+                                        scope="ensemble")
     assert params["temperature"] == pytest.approx(2.0, rel=0.15)
     rows = table.set_index("method")["oof_log_loss"]
     assert rows["fitted temperature (ensemble)"] < rows["raw average"]
     assert "write-up bounds 0.01/K, 0.99/K" in rows.index
     assert rows["temperature + clip (ensemble)"] <= rows["fitted temperature (ensemble)"] + 1e-9
     assert list(test.columns) == ["id", *classes] and np.allclose(test[classes].sum(axis=1), 1)
-    _, _, per_fold, _ = finalize([ModelFolds("m", oofs, tests)], [1.0], method="both", scope="per_fold")
+    _, _, per_fold, _ = finalize(*_through_the_dag([member], [1.0]), [1.0], method="both", scope="per_fold")
     assert [t == pytest.approx(2.0, rel=0.2) for t in per_fold["fold_temperatures"]["m"]] == [True] * 3
 
 
@@ -99,16 +112,14 @@ def test_a_refit_joins_the_test_average_with_the_folds_mean_temperature():
         oofs.append(_table([f"f{f}-{j}" for j in range(400)], apply_temperature(probs, 0.5 + f), classes, labels, f))
         tests.append(_table(test_ids, rng.dirichlet(np.ones(3), size=50), classes))
     refit = _table(test_ids, rng.dirichlet(np.ones(3), size=50), classes)
-    plain = ModelFolds("m", oofs, tests)
-    with_refit = ModelFolds("m", oofs, tests, refit)
-    _, test, _ = combine([with_refit], [1.0], per_fold_temperature=False)
+    plain = MemberFolds("m", oofs, tests)
+    with_refit = MemberFolds("m", oofs, tests, refit)
+    _, test = average_member(with_refit)
     expected = sum(t[classes].to_numpy() for t in [*tests, refit]) / 3
     np.testing.assert_allclose(test[classes].to_numpy(), expected)
-    oof_plain, _, _ = combine([plain], [1.0], per_fold_temperature=False)
-    oof_refit, _, _ = combine([with_refit], [1.0], per_fold_temperature=False)
-    pd.testing.assert_frame_equal(oof_plain, oof_refit)  # no out-of-fold rows of its own
-    _, test, temperatures = combine([with_refit], [1.0], per_fold_temperature=True)
-    ts = temperatures["m"]
+    pd.testing.assert_frame_equal(average_member(plain)[0], average_member(with_refit)[0])  # no OOF rows of its own
+    ts = fold_temperatures(with_refit)
     assert len(ts) == 3 and ts[2] == pytest.approx(np.sqrt(ts[0] * ts[1]))
+    _, test = average_member(with_refit, ts)
     softened = [apply_temperature(t[classes].to_numpy(), x) for t, x in zip([*tests, refit], ts)]
     np.testing.assert_allclose(test[classes].to_numpy(), sum(softened) / 3)

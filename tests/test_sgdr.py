@@ -73,7 +73,7 @@ def test_predictions_average_the_snapshots(fold_data, tiny_dataset, tmp_path):
 
 def test_training_stops_early_and_says_so(fold_data, tmp_path, monkeypatch):
     losses = iter([1.0, 1.2, 1.3, 1.4])
-    monkeypatch.setattr(train_module, "_evaluate", lambda *a, **k: (next(losses), 0.5))
+    monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: (next(losses), 0.5))
     config = TrainConfig(**{**CONFIG.__dict__, "epochs": 4, "patience": 1})
     metrics, _, paths = _train(fold_data, tmp_path, config)
     assert pd.read_csv(paths["history_path"])["epoch"].tolist() == [1, 2]

@@ -8,6 +8,7 @@ import torchvision
 import ensemble.train as train_module
 from ensemble.hparams import TrainConfig
 from ensemble.models import build_model
+from ensemble.optim import make_optimizer
 from ensemble.train import train_fold
 
 CONFIG = TrainConfig(backbone="resnet18", hidden=(8,), image_size=24, head_epochs=0, epochs=2, batch_size=4,
@@ -107,7 +108,7 @@ def test_the_optimizer_is_timms_by_name_with_no_decay_on_norms_and_biases():
 
     model = build_model("resnet18", n_classes=3, hidden=[8])
     for name, kind in (("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)):
-        optimizer, _ = train_module._make_optimizer(model, _with(optimizer=name, weight_decay=0.05), "full", 5)
+        optimizer, _ = make_optimizer(model, _with(optimizer=name, weight_decay=0.05), "full", 5)
         assert isinstance(optimizer, kind)
         decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
         assert decay[id(model.backbone.conv1.weight)] == 0.05 and decay[id(model.backbone.bn1.bias)] == 0.0

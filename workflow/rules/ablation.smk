@@ -5,14 +5,16 @@
 
 rule ablation_table:
     input:
-        scores=expand(unflagged(rules.predict.output.scores), model=ABLATION, fold=FOLDS),
-        train_benchmarks=expand(f"{RESULTS}/benchmarks/train/{{model}}/fold{{fold}}.tsv", model=ABLATION,
+        scores=expand(unflagged(rules.predict.output.scores), member=ABLATION, fold=FOLDS),
+        train_benchmarks=expand(f"{RESULTS}/benchmarks/train/{{member}}/fold{{fold}}.tsv", member=ABLATION,
                                 fold=FOLDS),
-        oof=expand(unflagged(rules.predict.output.oof), model=ABLATION[-1], fold=FOLDS),
+        oof=expand(unflagged(rules.predict.output.oof), member=ABLATION[-1], fold=FOLDS),
     output:
         table=report(f"{RESULTS}/ablation/table.csv", caption="../report/ablation.rst", category="Ablation"),
         markdown=f"{RESULTS}/ablation/table.md",
     params:
+        scores=member_flags("--scores", "scores", ablation.TRAINED, FOLDS),  # by step: ABLATION's order
+        train_benchmarks=member_flags("--train-benchmarks", "train_benchmarks", ablation.TRAINED, FOLDS),
         changes=lambda wildcards: ablation_changes(),
     conda:
         CONDA_ENV
@@ -21,7 +23,7 @@ rule ablation_table:
     benchmark:
         f"{RESULTS}/benchmarks/ablation.tsv"
     shell:
-        "python -m ensemble ablation --scores {input.scores:q} --train-benchmarks {input.train_benchmarks:q}"
+        "python -m ensemble ablation {params.scores} {params.train_benchmarks}"
         " --oof {input.oof:q} --changes-json {params.changes:q} --out-table {output.table:q}"
         " --out-markdown {output.markdown:q} > {log:q} 2>&1"
 

@@ -1,16 +1,15 @@
-# Helpers shared by the rules: run paths, the data's stamps, per-model training flags, resources.
+# Helpers shared by the rules: run paths, the data's stamps, per-member training flags, resources.
 import json
 import os
 import posixpath
 import shlex
 import sys
 
-import yaml
-
 from ensemble import ablation, fingerprint
+from ensemble import config as cfg
 from ensemble.backbones import get_backbone
 from ensemble.cache import FORMAT as CACHE_FORMAT
-from ensemble.members import members
+from ensemble.layout import read_header
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
@@ -23,16 +22,13 @@ STAMPS = {split: f"{RESULTS}/inputs/{split}.json" for split in fingerprint.SPLIT
 HASH_STORE = str(fingerprint.default_store("results"))
 CONDA_ENV = "../../envs/ensemble.yaml"
 FOLDS = list(range(config["folds"]["k"]))
-MEMBERS = {m.name: m for m in members(config["models"], config["seed"])}
-MODELS = list(MEMBERS)  # the {model} wildcard: one per (model, seed)
-
-with open(workflow.source_path("../schemas/config.schema.yaml")) as _f:
-    _MODEL_SCHEMA = yaml.safe_load(_f)["$defs"]["model"]["properties"]
-MODEL_DEFAULTS = {key: spec["default"] for key, spec in _MODEL_SCHEMA.items() if "default" in spec}
+# the members, once every setting that spans keys is checked (ensemble/config.py), before any job runs
+MEMBERS = {m.name: m for m in cfg.check_models(config["models"], config["seed"])}
+MEMBER_NAMES = list(MEMBERS)  # the {member} wildcard: one per (model, seed)
 
 
 wildcard_constraints:
-    model="[A-Za-z0-9._-]+",
+    member="[A-Za-z0-9._-]+",
     fold=r"\d+",
     side=r"\d+",
     interpolation="bilinear|bicubic",
@@ -104,35 +100,19 @@ ANSWERS = answers_file()
 
 
 ABLATION = [ablation.PREFIX + step for step in ablation.TRAINED]  # members of `snakemake ablation` only
-if set(ABLATION) & set(MODELS):
-    raise ValueError(f"model names {sorted(set(ABLATION) & set(MODELS))} are reserved for the ablation; rename them")
 
 
 def ablation_variants():
-    """{member: settings} of the ablation's trained rows, built from `ablation.model` when first asked for (a
-    config the ablation cannot use fails only when the ablation is run)."""
-    name = config["ablation"]["model"] or next(iter(config["models"]))
-    if name not in config["models"]:
-        raise ValueError(f"ablation.model: {name!r} is not one of models: {', '.join(config['models'])}")
-    base = {**MODEL_DEFAULTS, **config["models"][name], "seed": config["seed"]}
-    for key in ("seeds", "refit"):
-        base.pop(key, None)
-    settings = config["ablation"]
-    return ablation.variants(base, two_phase=settings["two_phase"], sgdr=settings["sgdr"],
-                             augment=settings["augment"], baseline=settings["baseline"],
-                             optimizer=settings["optimizer"], layer_decay=settings["layer_decay"],
-                             ema=settings["ema"])
+    """{member: settings} of the ablation's trained rows (built when first asked for)."""
+    return cfg.ablation_variants(config["models"], config["seed"], config["ablation"])
 
 
 def model_config(name):
-    """A member's settings: its model's, with the schema's defaults filled in and the member's seed."""
+    """A member's settings: its model's, with the defaults filled in and the member's seed."""
     if name in ABLATION:
         return ablation_variants()[name]
     member = MEMBERS[name]
-    settings = {**MODEL_DEFAULTS, **config["models"][member.model], "seed": member.seed}
-    settings.pop("seeds", None)
-    settings.pop("refit", None)
-    return settings
+    return cfg.member_settings(config["models"][member.model], member.seed)
 
 
 def refits(name):
@@ -140,49 +120,21 @@ def refits(name):
     return name in MEMBERS and config["models"][MEMBERS[name].model].get("refit", False)
 
 
-REFITS = [m for m in MODELS if refits(m)]
+REFITS = [m for m in MEMBER_NAMES if refits(m)]
 
 
 def member_groups():
-    """The model each member belongs to, in MODELS order (the blend reports the gain of seed averaging)."""
-    return [MEMBERS[name].model for name in MODELS]
+    """The model each member belongs to, in MEMBER_NAMES order (the blend reports the gain of seed averaging)."""
+    return [MEMBERS[name].model for name in MEMBER_NAMES]
 
 
-def check_models():
-    """Fail at config check, before any job, on an unknown backbone or an empty schedule."""
-    for name in MODELS:
-        settings = model_config(name)
-        try:
-            get_backbone(settings["backbone"])  # the table of names, without importing torch or timm
-        except ValueError as e:
-            raise ValueError(f"models.{name}.backbone: {e}") from None
-        if settings["layer_decay"] is not None and settings["lr_groups"] > 1:
-            raise ValueError(f"models.{name}: layer_decay and lr_groups > 1 both set rates by depth; use one")
-        if settings["head_epochs"] + settings["epochs"] < 1:
-            raise ValueError(f"models.{name}: head_epochs + epochs must be at least 1")
-        if refits(name) and (settings["keep"] == "best" or settings["patience"] > 0):
-            raise ValueError(f"models.{name}: refit trains on every labelled image, with no validation set to "
-                             "choose an epoch by; use keep: last and patience: 0, or refit: false")
-
-
-def check_clip():
-    """Fixed clip bounds that make no sense fail here, before any job, with the reason."""
-    floor, ceiling = config["clip"]["floor"], config["clip"]["ceiling"]
-    if floor >= ceiling:
-        raise ValueError(f"clip.floor ({floor}) must be below clip.ceiling ({ceiling})")
+def n_classes():
+    """K from the sample submission's header, when the file is there yet (the demo's is made by a job)."""
     sample = f"{DATA}/sample_submission.csv"
-    if os.path.exists(sample):
-        with open(sample) as f:
-            k = len(f.readline().strip().split(",")) - 1
-        if k > 0 and ceiling < 1 / k:
-            raise ValueError(f"clip.ceiling ({ceiling}) is below 1/K = 1/{k}: after renormalisation it is no "
-                             "ceiling; use a value above 1/K, or 1.0 for none")
-        if k > 0 and floor * k >= 1:
-            raise ValueError(f"clip.floor ({floor}) is at least 1/K = 1/{k}: every row would be uniform")
+    return len(read_header(sample)) - 1 if os.path.exists(sample) else None
 
 
-check_models()
-check_clip()
+cfg.check_clip(config["clip"]["floor"], config["clip"]["ceiling"], n_classes())
 
 
 def unflagged(path):
@@ -201,7 +153,7 @@ FEATURE_KEYS = ("backbone", "weights", "image_size", "augment", "precision", "se
 
 def train_flags(wildcards):
     """The model's hyperparameters as shell-quoted `python -m ensemble train` flags (a param: edits rerun)."""
-    return _flags(wildcards.model, None)
+    return _flags(wildcards.member, None)
 
 
 def _flags(name, keys):
@@ -219,9 +171,9 @@ def _flags(name, keys):
 
 def lr_finder_result(wildcards):
     """Input function: the LR finder's suggestion for a model whose lr is `auto`, else nothing."""
-    if model_config(wildcards.model)["lr"] != "auto":
+    if model_config(wildcards.member)["lr"] != "auto":
         return []
-    return expand(unflagged(rules.lr_find.output.suggestion), model=wildcards.model)
+    return expand(unflagged(rules.lr_find.output.suggestion), member=wildcards.member)
 
 
 def lr_from_flag(wildcards, input):
@@ -231,8 +183,8 @@ def lr_from_flag(wildcards, input):
 
 def lr_find_outputs():
     """The LR finder's plots of the models with `lr: auto` (others: run its target by hand)."""
-    auto = [m for m in MODELS if model_config(m)["lr"] == "auto"]
-    return expand(unflagged(rules.lr_find.output.plot), model=auto)
+    auto = [m for m in MEMBER_NAMES if model_config(m)["lr"] == "auto"]
+    return expand(unflagged(rules.lr_find.output.plot), member=auto)
 
 
 def data_dir(wildcards, input):
@@ -258,13 +210,11 @@ def output_dir(wildcards, output):
 
 
 def fold_threads(wildcards):
-    """Threads of one fold's job (train, predict and their refits). Run locally: the cores shared among the k
-    folds, at least 1, so on a CPU the folds train side by side, one thread each on a small machine, which
-    beats one fold at a time with every thread (2 folds on 2 cores: 20 s side by side vs 27 s in turn) and
-    hides each job's torch import behind another's compute. On a cluster: 4, a job's own allocation."""
+    """Threads of one fold's job (train, predict and their refits): locally, the cores shared among the folds
+    (ensemble.config.fold_threads); on a cluster, 4, a job's own allocation."""
     if not (workflow.is_main_process and workflow.local_exec):
         return 4  # submitted by a cluster executor, or run on the node it was given (which re-evaluates this)
-    return max(1, workflow.cores // len(FOLDS))
+    return cfg.fold_threads(workflow.cores, len(FOLDS))
 
 
 def speed_flags(wildcards, input):
@@ -293,16 +243,33 @@ def fold_predictions(kind):
     """Input function: one model's per-fold prediction tables of `kind` (oof, test or scores)."""
 
     def tables(wildcards):
-        return expand(unflagged(getattr(rules.predict.output, kind)), model=wildcards.model, fold=FOLDS)
+        return expand(unflagged(getattr(rules.predict.output, kind)), member=wildcards.member, fold=FOLDS)
 
     return tables
 
 
+def member_flags(flag, name, members, folds=None):
+    """Params function: the rule's input list `name`, made by expand() over `members` (and `folds`), handed to
+    the verb as one `flag MEMBER PATH...` per member (or per ablation step, in the same order), so the verb
+    reads member -> paths and never slices a flat list. expand() lists the product member by member, in the
+    order given (itertools.product). A function of `input`: the paths a storage provider gives the job."""
+
+    def flags(wildcards, input):
+        paths = list(input[name])
+        per = len(folds) if folds is not None else 1
+        if len(paths) != per * len(members):
+            raise ValueError(f"{name}: {len(paths)} paths for {len(members)} members x {per}")
+        return " ".join(f"{flag} {shlex.quote(m)} " + " ".join(shlex.quote(p) for p in paths[i * per:(i + 1) * per])
+                        for i, m in enumerate(members))
+
+    return flags
+
+
 def refit_test(wildcards):
     """Input function: the test table of the model's full-data refit, when it has one."""
-    if not refits(wildcards.model):
+    if not refits(wildcards.member):
         return []
-    return expand(unflagged(rules.predict_refit.output.test), model=wildcards.model)
+    return expand(unflagged(rules.predict_refit.output.test), member=wildcards.member)
 
 
 def refit_flag(wildcards, input):
@@ -325,7 +292,7 @@ def cache_input(*splits):
     def arrays(wildcards):
         if not config["train"]["cache"]:
             return []
-        side, interpolation = cache_of(wildcards.model)
+        side, interpolation = cache_of(wildcards.member)
         return expand(unflagged(rules.cache.output.array), side=side, interpolation=interpolation, split=splits)
 
     return arrays
@@ -336,40 +303,31 @@ def cache_flag(wildcards, input):
     return f"--cache {shlex.quote(os.path.dirname(input.cache[0]))}" if input.cache else ""
 
 
-def feature_flags(wildcards):
+def feature_settings(wildcards):
     """The settings the cached features depend on, as flags: editing anything else leaves them valid."""
-    return _flags(wildcards.model, FEATURE_KEYS)
-
-
-def uses_features(name):
-    """Whether a member's head phase trains on cached features."""
-    settings = model_config(name)
-    return (config["train"]["features"] and settings["head_epochs"] > 0 and not settings["mixup"]
-            and not settings["cutmix"])
+    return _flags(wildcards.member, FEATURE_KEYS)
 
 
 def features_input(wildcards):
     """Input function: the member's cached features, when its head phase uses them."""
-    if not uses_features(wildcards.model):
+    if not cfg.uses_features(model_config(wildcards.member), config["train"]["features"]):
         return []
-    return expand(unflagged(rules.features.output.features), model=wildcards.model)
+    return expand(unflagged(rules.features.output.features), member=wildcards.member)
 
 
 def feature_views(wildcards):
-    """Augmented views to cache: `train.feature_views`, but no more than the head epochs that use them."""
-    return min(config["train"]["feature_views"], model_config(wildcards.model)["head_epochs"])
+    """Augmented views to cache (ensemble.config.feature_views)."""
+    return cfg.feature_views(config["train"]["feature_views"], model_config(wildcards.member)["head_epochs"])
 
 
 def features_flag(wildcards, input):
+    """`--features FILE` when the member's head phase trains on cached features."""
     return f"--features {shlex.quote(input.features[0])}" if input.features else ""
 
 
 def predict_tta(wildcards):
-    """The TTA views a member predicts with: the config's; in the ablation, its tta step's views for the last
-    trained row (whose plain view is scored too) and the original view alone before it."""
-    if wildcards.model not in ABLATION:
-        return config["predict"]["tta"]
-    return config["ablation"]["tta"] if wildcards.model == ABLATION[-1] else ["original"]
+    """The TTA views a member predicts with (ensemble.config.tta_views)."""
+    return cfg.tta_views(wildcards.member, config["predict"]["tta"], ABLATION, config["ablation"]["tta"])
 
 
 def ablation_changes():

@@ -12,10 +12,10 @@ rule lr_find:
         cache=cache_input("train"),
         **data_files("sample", *uncached("train_images")),
     output:
-        table=f"{RESULTS}/lr_find/{{model}}/lr_find.csv",
-        plot=report(f"{RESULTS}/lr_find/{{model}}/lr_find.png", caption="../report/lr_find.rst",
+        table=f"{RESULTS}/lr_find/{{member}}/lr_find.csv",
+        plot=report(f"{RESULTS}/lr_find/{{member}}/lr_find.png", caption="../report/lr_find.rst",
                     category="LR finder"),
-        suggestion=f"{RESULTS}/lr_find/{{model}}/suggestion.json",
+        suggestion=f"{RESULTS}/lr_find/{{member}}/suggestion.json",
     params:
         data=data_dir,
         flags=train_flags,
@@ -28,9 +28,9 @@ rule lr_find:
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/lr_find/{{model}}.log",
+        f"{LOGS}/lr_find/{{member}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/lr_find/{{model}}.tsv"
+        f"{RESULTS}/benchmarks/lr_find/{{member}}.tsv"
     shell:
         "python -m ensemble lr-find --data {params.data:q} --folds {input.folds:q} --fold 0 {params.flags}"
         " --device {params.device} --threads {threads} {params.speed} {params.cache}"
@@ -45,10 +45,10 @@ rule features:
         cache=cache_input("train"),
         **data_files("labels", "sample", *uncached("train_images")),
     output:
-        features=f"{RESULTS}/features/{{model}}/features.pt",
+        features=f"{RESULTS}/features/{{member}}/features.pt",
     params:
         data=data_dir,
-        flags=feature_flags,
+        flags=feature_settings,
         views=feature_views,
         device=config["train"]["device"],
         speed=speed_flags,
@@ -59,9 +59,9 @@ rule features:
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/features/{{model}}.log",
+        f"{LOGS}/features/{{member}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/features/{{model}}.tsv"
+        f"{RESULTS}/benchmarks/features/{{member}}.tsv"
     shell:
         "python -m ensemble features --data {params.data:q} {params.flags} --views {params.views}"
         " --device {params.device} --threads {threads} {params.speed} {params.cache}"
@@ -77,9 +77,9 @@ rule train:
         features=features_input,
         **data_files("sample", *uncached("train_images")),
     output:
-        model=f"{RESULTS}/train/{{model}}/fold{{fold}}/model.pt",
-        history=f"{RESULTS}/train/{{model}}/fold{{fold}}/history.csv",
-        metrics=f"{RESULTS}/train/{{model}}/fold{{fold}}/metrics.json",
+        model=f"{RESULTS}/train/{{member}}/fold{{fold}}/model.pt",
+        history=f"{RESULTS}/train/{{member}}/fold{{fold}}/history.csv",
+        metrics=f"{RESULTS}/train/{{member}}/fold{{fold}}/metrics.json",
     params:
         data=data_dir,
         flags=train_flags,
@@ -89,7 +89,7 @@ rule train:
         device=config["train"]["device"],
         speed=train_speed_flags,
         cache=cache_flag,
-        checkpoint=f"{RESULTS}/checkpoints/{{model}}/fold{{fold}}/checkpoint.pt",
+        checkpoint=f"{RESULTS}/checkpoints/{{member}}/fold{{fold}}/checkpoint.pt",
     threads: fold_threads
     priority: 1  # every fold's training before the predictions: the longest jobs first keep all cores busy
     resources:
@@ -97,9 +97,9 @@ rule train:
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/train/{{model}}/fold{{fold}}.log",
+        f"{LOGS}/train/{{member}}/fold{{fold}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train/{{model}}/fold{{fold}}.tsv"
+        f"{RESULTS}/benchmarks/train/{{member}}/fold{{fold}}.tsv"
     shell:
         "python -m ensemble train --data {params.data:q} --folds {input.folds:q} {params.split}"
         " {params.flags} {params.lr_from} {params.features} --device {params.device} --threads {threads}"
@@ -118,9 +118,9 @@ rule predict:
         cache=cache_input("train", "test"),
         **data_files("sample", *uncached("train_images", "test_images")),
     output:
-        oof=f"{RESULTS}/predict/{{model}}/fold{{fold}}/oof.csv",
-        test=f"{RESULTS}/predict/{{model}}/fold{{fold}}/test.csv",
-        scores=f"{RESULTS}/predict/{{model}}/fold{{fold}}/scores.json",
+        oof=f"{RESULTS}/predict/{{member}}/fold{{fold}}/oof.csv",
+        test=f"{RESULTS}/predict/{{member}}/fold{{fold}}/test.csv",
+        scores=f"{RESULTS}/predict/{{member}}/fold{{fold}}/scores.json",
     params:
         data=data_dir,
         device=config["train"]["device"],
@@ -134,9 +134,9 @@ rule predict:
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/predict/{{model}}/fold{{fold}}.log",
+        f"{LOGS}/predict/{{member}}/fold{{fold}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/predict/{{model}}/fold{{fold}}.tsv"
+        f"{RESULTS}/benchmarks/predict/{{member}}/fold{{fold}}.tsv"
     shell:
         "python -m ensemble predict --data {params.data:q} --folds {input.folds:q} --fold {wildcards.fold}"
         " --model {input.model:q} --batch-size {params.batch_size} --tta {params.tta:q}"
@@ -148,16 +148,16 @@ rule predict:
 # The full-data refit of a model with `refit: true`: the same job on every labelled image, no validation set.
 use rule train as refit with:
     output:
-        model=f"{RESULTS}/train/{{model}}/full/model.pt",
-        history=f"{RESULTS}/train/{{model}}/full/history.csv",
-        metrics=f"{RESULTS}/train/{{model}}/full/metrics.json",
+        model=f"{RESULTS}/train/{{member}}/full/model.pt",
+        history=f"{RESULTS}/train/{{member}}/full/history.csv",
+        metrics=f"{RESULTS}/train/{{member}}/full/metrics.json",
     params:
         split="--full",
-        checkpoint=f"{RESULTS}/checkpoints/{{model}}/full/checkpoint.pt",
+        checkpoint=f"{RESULTS}/checkpoints/{{member}}/full/checkpoint.pt",
     log:
-        f"{LOGS}/train/{{model}}/full.log",
+        f"{LOGS}/train/{{member}}/full.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train/{{model}}/full.tsv"
+        f"{RESULTS}/benchmarks/train/{{member}}/full.tsv"
 
 
 rule predict_refit:
@@ -168,7 +168,7 @@ rule predict_refit:
         cache=cache_input("test"),
         **data_files("sample", *uncached("test_images")),
     output:
-        test=f"{RESULTS}/predict/{{model}}/full/test.csv",
+        test=f"{RESULTS}/predict/{{member}}/full/test.csv",
     params:
         data=data_dir,
         device=config["train"]["device"],
@@ -182,9 +182,9 @@ rule predict_refit:
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/predict/{{model}}/full.log",
+        f"{LOGS}/predict/{{member}}/full.log",
     benchmark:
-        f"{RESULTS}/benchmarks/predict/{{model}}/full.tsv"
+        f"{RESULTS}/benchmarks/predict/{{member}}/full.tsv"
     shell:
         "python -m ensemble predict-test --data {params.data:q} --model {input.model:q}"
         " --batch-size {params.batch_size} --tta {params.tta:q} --device {params.device}"
