@@ -22,6 +22,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/ablation.smk"
+include: "workflow/rules/tracking.smk"
 
 
 rule all:
@@ -33,4 +34,5 @@ rule all:
         provenance_outputs(),
         answer_scores(),
         lr_find_outputs(),
+        tracking_outputs(),
     default_target: True

@@ -13,7 +13,7 @@ from ensemble.hparams import PREDICT_BATCH_SIZE
 from ensemble.layout import read_table
 
 log = logging.getLogger("ensemble")
-VERBS = ["predict", "predict_test", "predict_new"]
+VERBS = ["predict", "predict_test", "predict_new", "export"]
 
 
 def add_predict(sub) -> None:
@@ -67,7 +67,9 @@ def run_predict_test(a) -> None:
 
 def add_predict_new(sub) -> None:
     p = sub.add_parser("predict-new", help="a finished run's ensemble on a new folder of images (no training)")
-    p.add_argument("--run", type=Path, required=True, help="the run's results folder, e.g. results/demo")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, help="the run's results folder, e.g. results/demo")
+    source.add_argument("--bundle", type=Path, help="a run exported to one file (python -m ensemble export)")
     p.add_argument("--images", type=Path, required=True,
                    help="a folder of images (jpg, jpeg, png, webp; subfolders too): ids are relative paths")
     p.add_argument("--sample", type=Path, help="sample_submission.csv: its ids (files <id>.jpg), order, columns")
@@ -80,6 +82,7 @@ def add_predict_new(sub) -> None:
 
 
 def run_predict_new(a) -> None:
+    from ensemble.bundle import from_bundle, from_run
     from ensemble.inference import images_to_predict, predict_new, write_top_k
     from ensemble.submission import make_submission, validate_submission
 
@@ -87,7 +90,8 @@ def run_predict_new(a) -> None:
         raise ValueError("nothing to write: give --out-probs, --out-submission or --out-top")
     device = runtime(a)
     ids, paths = images_to_predict(a.images, a.sample)
-    probs, sub = predict_new(a.run, paths, ids, device=device, workers=a.workers, batch_size=a.batch_size)
+    artifacts = from_bundle(a.bundle) if a.bundle else from_run(a.run)
+    probs, sub = predict_new(artifacts, paths, ids, device=device, workers=a.workers, batch_size=a.batch_size)
     if a.sample:
         sample = read_table(a.sample)
         sub = make_submission(sub, sample)
@@ -99,3 +103,17 @@ def run_predict_new(a) -> None:
     if a.out_top:
         write_top_k(probs, a.top_k, a.out_top)
     log.info("predicted %d images", len(ids))
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="a finished run in one file: every fold model, blend and post-processing")
+    p.add_argument("run", type=Path, help="the run's results folder, e.g. results/demo")
+    p.add_argument("file", type=Path, help="the bundle to write (predict-new --bundle FILE reads it)")
+
+
+def run_export(a) -> None:
+    from ensemble.bundle import export
+
+    held = export(a.run, a.file)
+    log.info("wrote %s (%.1f MB): %s", a.file, a.file.stat().st_size / 1e6,
+             "; ".join(f"{m}: {', '.join(parts)}" for m, parts in held.items()))

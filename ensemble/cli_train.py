@@ -9,7 +9,6 @@ from pathlib import Path
 
 from ensemble.atomic import write_csv, write_json
 from ensemble.cli_common import add_fold, add_runtime, add_train_config, image_cache, runtime, train_config
-from ensemble.data import fold_data
 from ensemble.gpus import current_slot
 
 log = logging.getLogger("ensemble")
@@ -34,6 +33,7 @@ def add_train(sub) -> None:
 
 
 def run_train(a) -> None:
+    from ensemble.data import fold_data
     from ensemble.train import train_fold
 
     device = runtime(a)
@@ -79,8 +79,8 @@ def add_lr_find(sub) -> None:
 
 def run_lr_find(a) -> None:
     from ensemble.atomic import atomic_path
-    from ensemble.lr_finder import plot_lr_find
-    from ensemble.train import find_lr
+    from ensemble.data import fold_data
+    from ensemble.lr_finder import find_lr, plot_lr_find
 
     device = runtime(a)
     config = train_config(a)

@@ -118,3 +118,9 @@ def tta_views(member: str, tta: list[str], ablation_members: list[str], ablation
     if member not in ablation_members:
         return tta
     return ablation_tta if member == ablation_members[-1] else ["original"]
+
+
+def mlflow_settings(mlflow: dict | None) -> dict | None:
+    """``tracking.mlflow`` with its defaults (the schema cannot fill them in a key that may be null), or None
+    when tracking is off."""
+    return None if mlflow is None else {"uri": None, "experiment": "ensemble", **mlflow}

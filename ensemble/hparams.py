@@ -63,3 +63,11 @@ class TrainConfig:
     def phase(self, epoch: int) -> str:
         """``head`` (backbone frozen) or ``full`` for a 0-based epoch counted over both phases."""
         return "head" if epoch < self.head_epochs else "full"
+
+
+def should_stop(config: TrainConfig, history: list[dict]) -> bool:
+    """Early stopping: ``patience`` judgements in a row (see ``TrainConfig.judged``) without a new best loss."""
+    if config.patience <= 0:
+        return False
+    losses = [h["val_loss"] for h in history if config.judged(h["epoch"])]
+    return bool(losses) and len(losses) - 1 - min(range(len(losses)), key=losses.__getitem__) >= config.patience

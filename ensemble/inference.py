@@ -1,27 +1,24 @@
-"""Predict-only: a finished run's models, post-processing and blend applied to a new folder of images.
+"""Predict-only: a finished run's models, blend and post-processing applied to a new folder of images.
 
 Nothing is retrained or refitted: each fold's model and any full-data refit (their snapshots and the run's TTA
-views), the per-fold
-temperatures, the blend weights, the fitted temperature and clip, and the fixed submission bounds are all
-read from ``results/{run}/``. On the run's own test folder this reproduces its submission.
-"""
+views), the per-fold temperatures, the blend weights, the fitted temperature and clip, and the fixed
+submission bounds all come from the run: its folder (``results/{run}/``) or its bundle (``ensemble.bundle``).
+On the run's own test folder this reproduces its submission."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
 from ensemble.atomic import write_csv, write_json
+from ensemble.bundle import Artifacts
 from ensemble.combine import MemberFolds, ensemble_test
 from ensemble.layout import is_hidden, read_sample_ids
-from ensemble.members import members
 from ensemble.postprocess import Fitted
-from ensemble.predict import load_model, mean_probs, predict_views
+from ensemble.predict import mean_probs, model_from_record, predict_views
 from ensemble.submission import clip_rows
 from ensemble.tables import class_columns, probabilities, probability_table, with_probs
 
@@ -66,34 +63,33 @@ def write_top_k(probs: pd.DataFrame, k: int, path: Path) -> None:
     write_csv(pd.DataFrame(rows), path, float_format="%.6g")
 
 
-def _fold_tables(run: Path, model: str, parts: list[str], paths: list[Path], ids: list[str], tta: list[str],
+def _part_tables(artifacts: Artifacts, member: str, parts: list[str], paths: list[Path], ids: list[str],
                  loader_args: dict) -> list[pd.DataFrame]:
-    """One table per trained part of a model: fold0 .. fold{k-1}, and ``full`` for a refit."""
+    """One table per trained part of a member: fold0 .. fold{k-1}, or ``full`` for a refit."""
     tables = []
     for part in parts:
-        net, saved = load_model(run / "train" / model / part / "model.pt", loader_args["device"])
+        net, saved = model_from_record(artifacts.record(member, part), loader_args["device"])
         states = [s["model"] for s in saved.get("snapshots") or []] or [saved["model"]]
-        probs = mean_probs(predict_views(net, saved, paths, states, tta, **loader_args))
+        probs = mean_probs(predict_views(net, saved, paths, states, artifacts.config["predict"]["tta"],
+                                         **loader_args))
         tables.append(probability_table(ids, probs, list(saved["classes"])))
-        log.info("%s %s: %d images", model, part, len(ids))
+        log.info("%s %s: %d images", member, part, len(ids))
     return tables
 
 
-def predict_new(run: Path, paths: list[Path], ids: list[str], *, device: torch.device, workers: int,
+def predict_new(artifacts: Artifacts, paths: list[Path], ids: list[str], *, device: torch.device, workers: int,
                 batch_size: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(post-processed probabilities, submission after the run's fixed clip) for the image files ``paths``:
-    the run's path (``ensemble.combine.ensemble_test``) with its stored temperatures, weights and fits."""
-    config = yaml.safe_load((run / "provenance" / "config.yaml").read_text())
-    params = json.loads((run / "postprocess" / "params.json").read_text())
+    the run's path (``ensemble.combine.ensemble_test``) with its stored temperatures, weights and fits. The
+    artifacts come from a run folder or a bundle (``ensemble.bundle``)."""
+    config, params = artifacts.config, artifacts.params
     loader_args = {"device": device, "workers": workers, "batch_size": batch_size}
-    parts = []
-    for member in members(config["models"], config["seed"]):
-        folds = [f"fold{k}" for k in range(config["folds"]["k"])]
-        tables = _fold_tables(run, member.name, folds, paths, ids, config["predict"]["tta"], loader_args)
-        refit = (_fold_tables(run, member.name, ["full"], paths, ids, config["predict"]["tta"], loader_args)[0]
-                 if config["models"][member.model].get("refit") else None)
-        parts.append(MemberFolds(member.name, [], tables, refit))
-    blended = ensemble_test(parts, params.get("fold_temperatures", {}), params["weights"])
+    members = []
+    for member, folds, refit in artifacts.parts():
+        tables = _part_tables(artifacts, member, folds, paths, ids, loader_args)
+        full = _part_tables(artifacts, member, ["full"], paths, ids, loader_args)[0] if refit else None
+        members.append(MemberFolds(member, [], tables, full))
+    blended = ensemble_test(members, params.get("fold_temperatures", {}), params["weights"])
     fitted = Fitted(params["temperature"], params["floor"], params["ceiling"])
     probs = with_probs(blended, fitted.apply(probabilities(blended)))
     submission = with_probs(probs, clip_rows(probabilities(probs), config["clip"]["floor"], config["clip"]["ceiling"]))

@@ -55,7 +55,7 @@ class DivergedError(ValueError):
 def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.device, dtype: torch.dtype | None,
               frozen_backbone: bool, mixer=None, label_smoothing: float = 0.0, on_features: bool = False,
               clip_grad: float | None = None, ema=None, step: int = 0, forward=None,
-              step_seconds: list[float] | None = None, augment=None) -> float:
+              step_seconds: list[float] | None = None, augment=None, on_batch=None) -> float:
     """One pass over ``loader`` with an optimizer and schedule step per batch; returns the mean loss.
 
     ``on_features``: the loader yields the frozen backbone's features and only the head runs (the frozen
@@ -66,7 +66,7 @@ def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.devic
     plain ``model`` by default; parameters, clipping and the EMA always use ``model``. ``step_seconds``
     collects each step's wall time (the first holds a compilation). ``augment``: the loader yields stored rows
     ``(rows, widths, portrait)``, which ``augment(rows, widths, portrait)`` crops on the device
-    (``ensemble.batch_augment``).
+    (``ensemble.batch_augment``). ``on_batch(images)`` is called after every step (the job's progress).
     """
     set_train_mode(model, frozen_backbone)
     forward = model.head if on_features else (forward if forward is not None else model)
@@ -99,6 +99,8 @@ def run_epoch(model, loader, optimizer, schedule, scaler, *, device: torch.devic
             ema.update(model, step=step)
         total += value * len(y)
         n += len(y)
+        if on_batch is not None:
+            on_batch(len(y))
         if step_seconds is not None:
             now = time.perf_counter()
             step_seconds.append(now - t0)

@@ -17,8 +17,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ensemble.data import FoldData, make_loader
 from ensemble.finetune import set_train_mode
+from ensemble.hparams import TrainConfig
 from ensemble.loops import autocast
+from ensemble.optim import make_optimizer
+from ensemble.train import FoldRun
 
 log = logging.getLogger(__name__)
 
@@ -83,3 +87,19 @@ def plot_lr_find(table: pd.DataFrame, suggestion: float, path: Path, title: str)
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
+
+
+def find_lr(data: FoldData, config: TrainConfig, *, device: torch.device, workers: int,
+            num_steps: int = 100) -> tuple[pd.DataFrame, float]:
+    """LR range test of the first phase ``config`` would train (head only, or the whole network in its depth
+    groups); returns the sweep table and the suggested base rate."""
+    run = FoldRun(data, config, device, workers, checkpoint_path=None, device_augment=False)
+    phase = config.phase(0)
+    optimizer, _ = make_optimizer(run.model, config, phase, run.steps)
+    run.train_set.seed = config.seed
+    loader = make_loader(run.train_set, batch_size=config.batch_size, shuffle=True, workers=workers,
+                         device=device, drop_last=run.drop_last,
+                         generator=torch.Generator().manual_seed(config.seed))
+    table = lr_range_test(run.model, loader, optimizer, device=device, dtype=run.dtype,
+                          frozen_backbone=phase == "head", num_steps=num_steps)
+    return table, suggest_lr(table)

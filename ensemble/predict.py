@@ -30,7 +30,11 @@ log = logging.getLogger(__name__)
 
 def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
     """Rebuild a trained model from its file; returns (model in eval mode, the saved record)."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return model_from_record(torch.load(path, map_location="cpu", weights_only=True), device)
+
+
+def model_from_record(saved: dict, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a trained model from its saved record; returns (model in eval mode, the record)."""
     config = saved["config"]
     model = build_model(config["backbone"], n_classes=len(saved["classes"]), hidden=list(config["hidden"]),
                         dropout=config["dropout"], weights="none", image_size=config.get("image_size"))

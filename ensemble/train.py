@@ -34,11 +34,12 @@ from ensemble.data import CachedRows, FoldData, image_dataset, make_loader
 from ensemble.device import resolve_precision
 from ensemble.features import FeatureBank
 from ensemble.gpus import current_slot
-from ensemble.hparams import TrainConfig
+from ensemble.hparams import TrainConfig, should_stop
 from ensemble.loops import DivergedError, batch_mixer, evaluate, run_epoch
-from ensemble.lr_finder import lr_range_test, suggest_lr
 from ensemble.models import build_model, model_preprocessing
 from ensemble.optim import make_ema, make_optimizer
+from ensemble.progress import Progress, progress_path
+from ensemble.tracking import FoldTracker
 from ensemble.transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)
@@ -62,15 +63,7 @@ def _snapshot(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def should_stop(config: TrainConfig, history: list[dict]) -> bool:
-    """Early stopping: ``patience`` judgements in a row (see ``TrainConfig.judged``) without a new best loss."""
-    if config.patience <= 0:
-        return False
-    losses = [h["val_loss"] for h in history if config.judged(h["epoch"])]
-    return bool(losses) and len(losses) - 1 - min(range(len(losses)), key=losses.__getitem__) >= config.patience
-
-
-class _FoldRun:
+class FoldRun:
     """The moving parts of one fold's training, so that each step below stays short."""
 
     def __init__(self, data: FoldData, config: TrainConfig, device: torch.device, workers: int,
@@ -125,7 +118,7 @@ class _FoldRun:
         self.drop_last = len(self.train_set) > config.batch_size  # no tiny last batch, which upsets BatchNorm
         self.steps = len(self.train_set) // config.batch_size if self.drop_last else 1
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
-        self.phase = self.optimizer = self.schedule = None
+        self.phase = self.optimizer = self.schedule = self.tracker = None
 
     @property
     def predictor(self):
@@ -150,7 +143,7 @@ class _FoldRun:
                             drop_last=self.drop_last, generator=generator),
                 make_loader(val, batch_size=batch * 2, shuffle=False, workers=0, device=self.device))
 
-    def run_epoch(self, epoch: int) -> dict:
+    def run_epoch(self, epoch: int, progress: Progress | None = None) -> dict:
         """Train and validate 0-based ``epoch``; returns its history row."""
         t0, seed = time.perf_counter(), _epoch_seed(self.config.seed, epoch)
         torch.manual_seed(seed)
@@ -166,6 +159,8 @@ class _FoldRun:
                                  workers=self.workers, device=self.device, drop_last=self.drop_last,
                                  generator=generator)
             val_loader = self.val_loader
+        if progress is not None:
+            progress.begin_epoch(len(loader))
         lrs = [g["lr"] for g in self.optimizer.param_groups]
         steps: list[float] = []
         train_loss = run_epoch(self.model, loader, self.optimizer, self.schedule, self.scaler, device=self.device,
@@ -173,6 +168,7 @@ class _FoldRun:
                                label_smoothing=self.config.label_smoothing, on_features=on_features,
                                clip_grad=self.config.clip_grad, ema=self.ema, step=epoch * self.steps,
                                forward=self.forward, step_seconds=steps,
+                               on_batch=progress.batch if progress is not None else None,
                                augment=None if on_features or self.batch_augment is None else
                                lambda rows, widths, portrait: self.batch_augment(rows, widths, portrait,
                                                                                  augment_generator))
@@ -202,7 +198,8 @@ class _FoldRun:
             "best": state.best, "snapshots": state.snapshots, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": torch.get_rng_state(), "config": asdict(config),
-            "ema": self.ema.module.state_dict() if self.ema is not None else None})
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "mlflow_run_id": self.tracker.run_id if self.tracker is not None else None})
         log.info("epoch %d/%d (%s)  train loss %.4f  val loss %.4f  val acc %.3f  lr %.4g  %.1fs", row["epoch"],
                  config.total_epochs, row["phase"], row["train_loss"], row["val_loss"], row["val_accuracy"],
                  row["lr"], row["seconds"])
@@ -222,45 +219,46 @@ def train_fold(data: FoldData, config: TrainConfig, *, device: torch.device, wor
     if not len(data.val_images) and refit_rule(asdict(config)):
         raise ValueError(refit_rule(asdict(config)))
     started = time.perf_counter()
-    run = _FoldRun(data, config, device, workers, checkpoint_path, features, data_digest, compile_model,
-                   device_augment)
+    progress = Progress(progress_path(checkpoint_path), epochs=config.total_epochs)  # for `ensemble status`
+    try:
+        run = FoldRun(data, config, device, workers, checkpoint_path, features, data_digest, compile_model,
+                       device_augment)
+        run.tracker = progress.tracker = FoldTracker.of_checkpoint(
+            checkpoint_path, (run.resumed or {}).get("mlflow_run_id"), asdict(config))
+        progress.start(run.state.epoch, run.state.history)
+        _epochs(run, progress, model_path)
+        metrics = _finish(run, started, {"checkpoint": checkpoint_path, "model": model_path,
+                                         "history": history_path, "metrics": metrics_path})
+    except Exception as e:
+        progress.failed(e)
+        raise
+    progress.done(metrics)
+    return metrics
+
+
+def _epochs(run: FoldRun, progress: Progress, model_path: Path) -> None:
+    """Train the epochs a (resumed) run has left, checkpointing after each, until done or stopped early."""
+    config = run.config
     stopped = should_stop(config, run.state.history)
     for epoch in range(run.state.epoch, 0 if stopped else config.total_epochs):
         if config.phase(epoch) != run.phase:
             run.begin_phase(config.phase(epoch))
         try:
-            row = run.run_epoch(epoch)
+            row = run.run_epoch(epoch, progress)
         except DivergedError as e:
             kept = f"the checkpoint of epoch {run.state.epoch} is kept" if run.state.epoch else "nothing to keep"
             raise DivergedError(f"{model_path.parent} diverged in epoch {epoch + 1}/{config.total_epochs}: {e} "
                                 f"({kept}). Lower lr, set clip_grad (e.g. 1.0) or precision: fp32, then "
                                 "rerun") from e
+        progress.epoch(row, [*run.state.history, row])  # before the checkpoint: a resumed job skips no epoch
         run.record(row)
         if should_stop(config, run.state.history):
             log.info("early stopping after epoch %d: no better validation loss for %d judgement(s)", epoch + 1,
                      config.patience)
             break
-    return _finish(run, started, {"checkpoint": checkpoint_path, "model": model_path, "history": history_path,
-                                  "metrics": metrics_path})
 
 
-def find_lr(data: FoldData, config: TrainConfig, *, device: torch.device, workers: int,
-            num_steps: int = 100) -> tuple[pd.DataFrame, float]:
-    """LR range test of the first phase ``config`` would train (head only, or the whole network in its depth
-    groups); returns the sweep table and the suggested base rate."""
-    run = _FoldRun(data, config, device, workers, checkpoint_path=None, device_augment=False)
-    phase = config.phase(0)
-    optimizer, _ = make_optimizer(run.model, config, phase, run.steps)
-    run.train_set.seed = config.seed
-    loader = make_loader(run.train_set, batch_size=config.batch_size, shuffle=True, workers=workers,
-                         device=device, drop_last=run.drop_last,
-                         generator=torch.Generator().manual_seed(config.seed))
-    table = lr_range_test(run.model, loader, optimizer, device=device, dtype=run.dtype,
-                          frozen_backbone=phase == "head", num_steps=num_steps)
-    return table, suggest_lr(table)
-
-
-def _finish(run: _FoldRun, started: float, paths: dict[str, Path]) -> dict:
+def _finish(run: FoldRun, started: float, paths: dict[str, Path]) -> dict:
     """Write the kept model, the history and the metrics, then drop the checkpoint they supersede."""
     state, config = run.state, run.config
     kept, weights = state.history[-1], _snapshot(run.predictor)

@@ -4,8 +4,10 @@ leaves the finished ones alone, and no shell command can be injected through a c
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from conftest import REPO, write_kaggle_dataset
 
 import ensemble.atomic as atomic
 from ensemble.folds import assign_folds
+from ensemble.status import classify, report
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +51,10 @@ def _predict(data: Path, folds: Path, out: Path) -> pd.DataFrame:
     return pd.concat([pd.read_csv(out / "oof.csv"), pd.read_csv(out / "test.csv")])
 
 
-def _start_and_signal(cmd: list[str], checkpoint: Path, sig: int) -> subprocess.CompletedProcess:
-    """Start training, wait for its first checkpoint (epoch 1 done), let epoch 2 begin, then send ``sig``."""
+def _start_and_signal(cmd: list[str], checkpoint: Path, sig: int,
+                      states: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Start training, wait for its first checkpoint (epoch 1 done), let epoch 2 begin, then send ``sig``;
+    ``states`` gets the job's status (``ensemble status``) just before."""
     # a suite started in the background (`pytest &`, nohup) hands its children SIGINT ignored: restore it
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -58,6 +63,8 @@ def _start_and_signal(cmd: list[str], checkpoint: Path, sig: int) -> subprocess.
         time.sleep(0.01)
     time.sleep(0.1)  # into epoch 2
     assert proc.poll() is None, "training finished before it could be interrupted"
+    if states is not None:
+        states.append(classify(json.loads((checkpoint.parent / "progress.json").read_text()), now=time.time())[0])
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
@@ -70,9 +77,13 @@ def test_sigkill_mid_epoch_then_rerun_equals_a_run_never_killed(dataset, tmp_pat
     data, folds = dataset
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     subprocess.run(_train_cmd(data, folds, straight) + list(recipe), check=True, capture_output=True)
-    done = _start_and_signal(_train_cmd(data, folds, killed) + list(recipe), killed / "ckpt.pt", signal.SIGKILL)
+    states = []
+    done = _start_and_signal(_train_cmd(data, folds, killed) + list(recipe), killed / "ckpt.pt", signal.SIGKILL,
+                             states)
     assert done.returncode == -signal.SIGKILL
     assert not (killed / "model.pt").exists()
+    states.append(classify(json.loads((killed / "progress.json").read_text()), now=time.time())[0])
+    assert states == ["running", "stopped"]  # as `ensemble status` shows the job before and after the kill
     rerun = subprocess.run(_train_cmd(data, folds, killed) + list(recipe), check=True, capture_output=True,
                            text=True)
     assert re.search(r"resuming from .* after epoch [12]", rerun.stderr)
@@ -82,11 +93,28 @@ def test_sigkill_mid_epoch_then_rerun_equals_a_run_never_killed(dataset, tmp_pat
     pd.testing.assert_frame_equal(_predict(data, folds, straight), _predict(data, folds, killed))
 
 
+def test_a_failing_job_shows_as_failed_with_its_line_and_log(dataset, tmp_path):
+    data, folds = dataset
+    broken = tmp_path / "data"
+    shutil.copytree(data, broken)
+    missing = pd.read_csv(folds).query("fold != 0")["id"].iloc[0]
+    (broken / "train" / f"{missing}.jpg").unlink()  # a training image of fold 0 gone: its first epoch fails
+    run = tmp_path / "results" / "r"
+    cmd = _train_cmd(broken, folds, run / "train" / "m" / "fold0")
+    cmd[cmd.index("--checkpoint") + 1] = str(run / "checkpoints" / "m" / "fold0" / "ckpt.pt")
+    assert subprocess.run(cmd, capture_output=True).returncode != 0
+    text, _ = report(run)
+    line = text.splitlines()[1]
+    assert line.split()[:3] == ["m", "fold0", "failed"], text
+    assert f"FileNotFoundError: [Errno 2] No such file or directory: '{broken / 'train' / missing}.jpg'" in line
+    assert f"(log: {tmp_path / 'logs/r/train/m/fold0.log'})" in line
+
+
 def test_ctrl_c_leaves_nothing_half_written(dataset, tmp_path):
     data, folds = dataset
     done = _start_and_signal(_train_cmd(data, folds, tmp_path), tmp_path / "ckpt.pt", signal.SIGINT)
     assert done.returncode != 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no outputs, no temp files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "progress.json"]  # no outputs, no temp files
     assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["epoch"] >= 1  # and the checkpoint is whole
 
 

@@ -31,6 +31,7 @@ CONFIG = {
     "clip": {"floor": 0.001, "ceiling": 0.999},
     "postprocess": {"method": "both", "scope": "per_fold"},
 }
+TRACKED = {"tracking": {"mlflow": {"experiment": "tiny"}}}  # the shared run: MLflow's default store, ./mlflow.db
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -51,7 +52,7 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("pipeline")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    (workdir / "config.yaml").write_text(yaml.safe_dump({**CONFIG, **TRACKED}))
     done = snakemake(workdir)  # 2 cores shared among 3 folds: two tiny 1-thread jobs at a time
     assert done.returncode == 0, done.stderr[-3000:]
     return workdir
@@ -161,6 +162,19 @@ def test_predict_only_reproduces_the_runs_own_submission(run_dir, tmp_path):
     theirs = pd.read_csv(results(run_dir) / "submission/submission.csv", dtype={"id": str})
     assert ours["id"].tolist() == theirs["id"].tolist()
     np.testing.assert_allclose(ours.iloc[:, 1:].to_numpy(), theirs.iloc[:, 1:].to_numpy(), atol=1e-6)
+    # the run in one file, predicted from elsewhere (no results/ there): the same probabilities, to the bit
+    bundle, elsewhere = tmp_path / "run.bundle", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run([sys.executable, "-m", "ensemble", "export", f"results/{RUN}", str(bundle)], cwd=run_dir,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = subprocess.run([sys.executable, "-m", "ensemble", "predict-new", "--bundle", str(bundle), "--images",
+                           str(run_dir / "data/demo/test"), "--sample",
+                           str(run_dir / "data/demo/sample_submission.csv"),
+                           "--device", "cpu", "--threads", "2", "--out-probs", str(tmp_path / "bundle.csv")],
+                          cwd=elsewhere, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "bundle.csv").read_bytes() == (tmp_path / "p.csv").read_bytes()
 
 
 def test_predict_new_takes_any_folder_and_writes_the_top_labels(run_dir, tmp_path):
@@ -190,6 +204,33 @@ def test_predict_new_takes_any_folder_and_writes_the_top_labels(run_dir, tmp_pat
         best = row[classes].astype(float).sort_values(ascending=False)
         assert [p["label"] for p in t["top"]] == list(best.index[:2])
         assert t["top"][0]["probability"] == pytest.approx(best.iloc[0], abs=1e-6)
+
+
+def test_mlflow_holds_the_run_its_folds_and_their_epochs(run_dir):
+    mlflow = pytest.importorskip("mlflow")
+    state = json.loads((results(run_dir) / "tracking/mlflow.json").read_text())
+    assert state["uri"] == f"sqlite:///{run_dir / 'mlflow.db'}"  # MLflow's default store, where the jobs ran
+    client = mlflow.tracking.MlflowClient(state["uri"])
+    parent = client.get_run(state["parent_run_id"])
+    blend = json.loads((results(run_dir) / "blend/scores.json").read_text())
+    test = json.loads((results(run_dir) / "score/scores.json").read_text())["submission"]
+    assert parent.info.status == "FINISHED" and parent.data.params["models.r18.backbone"] == "resnet18"
+    assert parent.data.metrics["cv_log_loss"] == pytest.approx(blend["overall"]["log_loss"])
+    assert parent.data.metrics["test_log_loss"] == pytest.approx(test["log_loss"])
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"submission.csv", "table.csv", "reliability.png", "config.json"} <= logged
+    nested = client.search_runs([parent.info.experiment_id],
+                                filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    by_part = {r.data.tags["ensemble.part"]: r for r in nested}
+    assert sorted(by_part) == ["fold0", "fold1", "fold2", "full"] and len(nested) == 4
+    for part, r in by_part.items():
+        assert r.info.status == "FINISHED" and r.data.params["epochs"] == "2"
+        assert [m.step for m in client.get_metric_history(r.info.run_id, "train_loss")] == [1, 2]
+        if part != "full":  # the refit has no validation set
+            metrics = json.loads((results(run_dir) / f"train/r18/{part}/metrics.json").read_text())
+            assert r.data.metrics["val_log_loss"] == pytest.approx(metrics["val_log_loss"])
+    spans = sorted((r.info.start_time, r.info.end_time) for r in nested)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), spans  # two folds logged at once
 
 
 def test_leaderboard_lists_the_run_with_its_scores(run_dir, tmp_path):
@@ -247,13 +288,14 @@ def test_several_seeds_are_members_with_their_own_folds(run_dir, tmp_path):
 
 
 RETRAIN = {"train", "predict", "refit", "predict_refit", "average", "blend", "postprocess", "plots", "submit", "score",
-           "all"}
+           "tracking_finish", "all"}
 
 
 @pytest.mark.parametrize("change,expected", [
-    ({"clip": {"floor": 0.01}}, {"submit", "score", "all"}),
+    ({"clip": {"floor": 0.01}}, {"submit", "score", "tracking_finish", "all"}),
     ({"train": {"workers": 1, "deterministic": True, "compile": True}, "predict": {"batch_size": 7}},
      {"all"}),  # speed only
+    ({"tracking": {"mlflow": {"experiment": "elsewhere"}}}, {"tracking_start", "tracking_finish", "all"}),
     ({"models": {"r18": {"lr": "auto"}}}, {"lr_find", *RETRAIN}),
     ({"models": {"r18": {"epochs": 3}}}, RETRAIN),
 ])

@@ -10,9 +10,9 @@ from test_train import CONFIG, _train
 
 import ensemble.train as train_module
 from ensemble.folds import assign_folds
-from ensemble.hparams import TrainConfig
+from ensemble.hparams import TrainConfig, should_stop
+from ensemble.lr_finder import find_lr
 from ensemble.predict import load_model, predict_files, predict_fold
-from ensemble.train import should_stop
 
 
 def _history(losses):
@@ -93,5 +93,5 @@ def test_two_phases_sgdr_snapshots_and_the_lr_finder_work_with_other_optimizers(
     assert metrics["snapshot_epochs"] == [3, 5]
     for key, value in saved["snapshots"][-1]["model"].items():  # the EMA at the last cycle end is the model kept
         assert torch.equal(value, saved["model"][key])
-    table, suggested = train_module.find_lr(fold_data, config, device=torch.device("cpu"), workers=0, num_steps=8)
+    table, suggested = find_lr(fold_data, config, device=torch.device("cpu"), workers=0, num_steps=8)
     assert len(table) > 1 and 0 < suggested < 10

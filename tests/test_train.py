@@ -159,7 +159,7 @@ def test_a_corrupt_checkpoint_is_moved_aside_not_deleted(fold_data, tmp_path, ca
 
 
 def _key(fold_data, config=CONFIG, **context_changes):
-    run = train_module._FoldRun(fold_data, config, torch.device("cpu"), 0, None,
+    run = train_module.FoldRun(fold_data, config, torch.device("cpu"), 0, None,
                                 data_digest=context_changes.get("data_digest", "abc"))
     return run.key
 

@@ -344,6 +344,23 @@ def answer_scores():
     return [f"{RESULTS}/score/scores.json"] if ANSWERS else []
 
 
+MLFLOW = cfg.mlflow_settings(config["tracking"]["mlflow"])  # None: no tracking
+
+
+def mlflow_uri_flag():
+    return f"--uri {shlex.quote(MLFLOW['uri'])}" if MLFLOW and MLFLOW.get("uri") else ""
+
+
+def tracking_outputs():
+    """The last tracking step, for `all`, when tracking.mlflow is set."""
+    return [f"{RESULTS}/tracking/logged.json"] if MLFLOW else []
+
+
+def test_scores_flag(wildcards, input):
+    """`--test-scores FILE` when the run has an answer key."""
+    return f"--test-scores {shlex.quote(input.scores[0])}" if input.scores else ""
+
+
 def provenance_outputs():
     return [f"{RESULTS}/provenance/config.yaml", f"{RESULTS}/provenance/versions.json"]
 

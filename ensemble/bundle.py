@@ -1,0 +1,74 @@
+"""A finished run in one file, to predict anywhere: every fold model (and refit) with its preprocessing, the
+config that prediction needs, the blend weights and the fitted post-processing.
+
+``python -m ensemble export RUN FILE`` writes it; ``predict-new --bundle FILE`` predicts from it alone, on
+another machine, with the same probabilities as from the run folder. It holds only tensors and plain
+containers, so it loads with ``torch.load(weights_only=True)``: opening a bundle runs no pickled code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import yaml
+
+from ensemble.atomic import torch_save
+from ensemble.members import members
+
+log = logging.getLogger(__name__)
+FORMAT = 1
+
+
+@dataclass
+class Artifacts:
+    """What predicting with a finished run needs: its resolved config, its post-processing parameters
+    (postprocess/params.json: blend weights, fold temperatures, fitted temperature and clip) and its trained
+    models' records, by (member, part: fold0 .. fold{k-1} or full)."""
+
+    config: dict
+    params: dict
+    record: Callable[[str, str], dict]
+
+    def parts(self) -> list[tuple[str, list[str], bool]]:
+        """(member, its folds, whether it has a full-data refit), in the run's order."""
+        folds = [f"fold{k}" for k in range(self.config["folds"]["k"])]
+        return [(m.name, folds, bool(self.config["models"][m.model].get("refit")))
+                for m in members(self.config["models"], self.config["seed"])]
+
+
+def from_run(run: Path) -> Artifacts:
+    """A run folder's artifacts; each model is read when asked for."""
+    for needed in ("provenance/config.yaml", "postprocess/params.json"):
+        if not (run / needed).exists():
+            raise FileNotFoundError(f"{run / needed} is missing: finish the run first (snakemake --cores all "
+                                    f"--config run={run.name})")
+    def record(member: str, part: str) -> dict:
+        return torch.load(run / "train" / member / part / "model.pt", map_location="cpu", weights_only=True)
+
+    return Artifacts(yaml.safe_load((run / "provenance" / "config.yaml").read_text()),
+                     json.loads((run / "postprocess" / "params.json").read_text()), record)
+
+
+def export(run: Path, out: Path) -> dict:
+    """Write the run's bundle to ``out``; returns what it holds (members and parts)."""
+    artifacts = from_run(run)
+    models = {member: {part: artifacts.record(member, part) for part in folds + (["full"] if refit else [])}
+              for member, folds, refit in artifacts.parts()}
+    torch_save({"format": FORMAT, "run": run.name, "config": artifacts.config, "params": artifacts.params,
+                "models": models}, out)
+    summary = {member: sorted(parts) for member, parts in models.items()}
+    log.info("%s: %s", out, summary)
+    return summary
+
+
+def from_bundle(path: Path) -> Artifacts:
+    """A bundle's artifacts (``export``), loaded with weights_only."""
+    bundle = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a bundle of format {FORMAT} (python -m ensemble export RUN FILE)")
+    return Artifacts(bundle["config"], bundle["params"], lambda member, part: bundle["models"][member][part])
