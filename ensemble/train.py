@@ -1,4 +1,4 @@
-"""Train one model on one fold: the job behind each (model, fold) node of the DAG.
+"""Train one model on one fold: the job behind each (member, fold) node of the DAG.
 
 Two phases (``ensemble.finetune``): optionally the head alone on a frozen backbone, then the whole network
 with learning rates that fall by depth. Each phase has its own optimizer (any of timm's, by name: SGD with

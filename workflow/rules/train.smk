@@ -1,4 +1,4 @@
-# One training job and one prediction job per (model, fold). The checkpoint lives outside the declared
+# One training job and one prediction job per (member, fold). The checkpoint lives outside the declared
 # outputs, so Snakemake never deletes it when a job fails: rerunning the same target resumes it. Settings
 # that change speed, never results (workers, deterministic kernels, threads, the prediction batch size), come
 # from params functions of `input` (speed_flags, predict_batch_size), which Snakemake never records as rerun
