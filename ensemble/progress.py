@@ -58,7 +58,7 @@ class Progress:
 
     def begin_epoch(self, batches: int) -> None:
         self._epoch_started, self._images = time.time(), 0
-        self.state.update(batches_done=0, batches=batches)
+        self.state.update(batches_done=0, batches=batches, epoch_started=self._epoch_started)
 
     def batch(self, images: int) -> None:
         """A training batch of ``images`` is done; writes at most every ``interval`` seconds."""
@@ -72,13 +72,14 @@ class Progress:
     def _epoch_row(self, row: dict, seconds: list[float]) -> None:
         self.state.update(epoch=row["epoch"], train_loss=row["train_loss"],
                           val_loss=row["val_loss"] if row["val_loss"] == row["val_loss"] else None,
-                          epoch_seconds=sum(seconds) / len(seconds))
+                          epoch_seconds=sum(seconds) / len(seconds), last_epoch_seconds=seconds[-1])
 
     def epoch(self, row: dict, history: list[dict]) -> None:
         """An epoch finished with its history ``row`` (``history`` includes it)."""
         self._epoch_row(row, [h["seconds"] for h in history])
         if self._images:
             self.state["images_per_second"] = self._images / max(row["seconds"], 1e-9)
+        self.state.update(batches_done=0, epoch_started=time.time())  # the next epoch begins now
         self._write()
         if self.tracker is not None:
             self.tracker.epoch(row)

@@ -109,7 +109,16 @@ def job_status(folder: Path, member: str, part: str, epochs: int, *, now: float,
     state, detail = classify(progress, now=now, min_stale=min_stale)
     if state in ("failed", "stopped"):
         detail += f" (log: {logs})"
-    return Job(member, part, state, detail, progress["epochs"] - progress["epoch"], progress.get("epoch_seconds"))
+    return Job(member, part, state, detail, progress["epochs"] - progress["epoch"], epoch_estimate(progress, now))
+
+
+def epoch_estimate(p: dict, now: float) -> float | None:
+    """Seconds of one of the job's epochs to come: the running epoch's pace once a tenth of it is done, else
+    the last epoch's (a head epoch on cached features is far quicker than the epochs after it)."""
+    fraction = p["batches_done"] / p["batches"] if p.get("batches") else 0.0
+    if p.get("epoch_started") and fraction >= 0.1:
+        return (now - p["epoch_started"]) / fraction
+    return p.get("last_epoch_seconds") or p.get("epoch_seconds")
 
 
 def classify(progress: dict, *, now: float, min_stale: float = 120.0) -> tuple[str, str]:
@@ -134,8 +143,9 @@ def _running(p: dict, now: float) -> str:
         text += f", val loss {p['val_loss']:.4f}"
     if p.get("images_per_second"):
         text += f", {p['images_per_second']:.0f} images/s"
-    if p.get("epoch_seconds"):
-        text += f", ETA {_duration((p['epochs'] - p['epoch'] - fraction) * p['epoch_seconds'])}"
+    seconds = epoch_estimate(p, now)
+    if seconds:
+        text += f", ETA {_duration((p['epochs'] - p['epoch'] - fraction) * seconds)}"
     return text
 
 

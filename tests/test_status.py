@@ -71,6 +71,14 @@ def test_a_job_elsewhere_is_running_until_three_epochs_pass_without_a_heartbeat(
     assert classify({**fresh, "heartbeat": NOW - 130, "epoch_seconds": None}, now=NOW, min_stale=120)[0] == "stopped"
 
 
+def test_a_running_job_s_eta_follows_the_pace_of_its_epoch_not_a_quick_head_epoch():
+    job = {"state": "running", "epochs": 4, "epoch": 1, "batches_done": 5, "batches": 10, "train_loss": 2.0,
+           "val_loss": None, "epoch_seconds": 1.0, "last_epoch_seconds": 1.0, "epoch_started": NOW - 20,
+           "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": NOW - 1}
+    assert "ETA 1m40s" in classify(job, now=NOW)[1]  # half an epoch in 20 s: 2.5 epochs of 40 s left
+    assert "ETA 0m03s" in classify({**job, "batches_done": 0}, now=NOW)[1]  # too early: the last epoch's pace, 3 left
+
+
 def test_the_progress_file_is_written_at_each_step_and_never_fails_the_job(tmp_path):
     progress = Progress(tmp_path / "progress.json", epochs=3, interval=0.0)
     progress.start(0, [])
