@@ -131,6 +131,15 @@ def build_cache(data_dir: Path, out_dir: Path, side: int, workers: int = 1,
         write_text("".join(f"{i}\n" for i in ids[split]), out_dir / f"{split}_ids.txt")
 
 
+def cache_images(paths: list[Path], out: Path, side: int, interpolation: str = "bilinear") -> CacheRows:
+    """Decode ``paths`` as the cache rule decodes a split, into ``out`` (.npy): the rows of new images that a
+    run whose models predicted from its cache must see (its TTA zooms start from these pixels too)."""
+    write_split(paths, out, side, interpolation=interpolation)
+    shapes = np.load(shapes_path(out))
+    return CacheRows(out, tuple(range(len(paths))), tuple(int(w) for w in shapes[:, 0]),
+                     tuple(bool(p) for p in shapes[:, 1]))
+
+
 @dataclass(frozen=True)
 class CacheRows:
     """Some rows of a cached split: what a dataset needs to read them (a path, not the array), with each row's

@@ -3,11 +3,14 @@
 Nothing is retrained or refitted: each fold's model and any full-data refit (their snapshots and the run's TTA
 views), the per-fold temperatures, the blend weights, the fitted temperature and clip, and the fixed
 submission bounds all come from the run: its folder (``results/{run}/``) or its bundle (``ensemble.bundle``).
-On the run's own test folder this reproduces its submission."""
+The new images are decoded as the run's decode-once cache decoded its own, when its models predicted from
+one (a TTA zoom then starts from the same pixels). On the run's own test folder this reproduces its
+submission."""
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +18,9 @@ import torch
 
 from ensemble.atomic import write_csv, write_json
 from ensemble.bundle import Artifacts
+from ensemble.cache import cache_images, cache_name, cache_side
 from ensemble.combine import MemberFolds, ensemble_test
+from ensemble.data import Images
 from ensemble.layout import is_hidden, read_sample_ids
 from ensemble.postprocess import Fitted
 from ensemble.predict import mean_probs, model_from_record, predict_views
@@ -63,15 +68,33 @@ def write_top_k(probs: pd.DataFrame, k: int, path: Path) -> None:
     write_csv(pd.DataFrame(rows), path, float_format="%.6g")
 
 
-def _part_tables(artifacts: Artifacts, member: str, parts: list[str], paths: list[Path], ids: list[str],
+class _RunsPixels:
+    """The new images as the run's models saw theirs: decoded into cache rows of each model's side and resize
+    (in a temporary folder) when the run predicted from its decode-once cache, else the files."""
+
+    def __init__(self, paths: list[Path], cached: bool, folder: Path):
+        self.paths, self.cached, self.folder, self.rows = paths, cached, folder, {}
+
+    def for_model(self, saved: dict) -> Images:
+        if not self.cached:
+            return self.paths
+        pre = saved["preprocessing"]
+        side, interpolation = cache_side(pre["size"], pre["crop_pct"]), pre.get("interpolation", "bilinear")
+        key = cache_name(side, interpolation)
+        if key not in self.rows:
+            self.rows[key] = cache_images(self.paths, self.folder / f"{key}.npy", side, interpolation)
+        return self.rows[key]
+
+
+def _part_tables(artifacts: Artifacts, member: str, parts: list[str], images: _RunsPixels, ids: list[str],
                  loader_args: dict) -> list[pd.DataFrame]:
     """One table per trained part of a member: fold0 .. fold{k-1}, or ``full`` for a refit."""
     tables = []
     for part in parts:
         net, saved = model_from_record(artifacts.record(member, part), loader_args["device"])
         states = [s["model"] for s in saved.get("snapshots") or []] or [saved["model"]]
-        probs = mean_probs(predict_views(net, saved, paths, states, artifacts.config["predict"]["tta"],
-                                         **loader_args))
+        probs = mean_probs(predict_views(net, saved, images.for_model(saved), states,
+                                         artifacts.config["predict"]["tta"], **loader_args))
         tables.append(probability_table(ids, probs, list(saved["classes"])))
         log.info("%s %s: %d images", member, part, len(ids))
     return tables
@@ -85,10 +108,12 @@ def predict_new(artifacts: Artifacts, paths: list[Path], ids: list[str], *, devi
     config, params = artifacts.config, artifacts.params
     loader_args = {"device": device, "workers": workers, "batch_size": batch_size}
     members = []
-    for member, folds, refit in artifacts.parts():
-        tables = _part_tables(artifacts, member, folds, paths, ids, loader_args)
-        full = _part_tables(artifacts, member, ["full"], paths, ids, loader_args)[0] if refit else None
-        members.append(MemberFolds(member, [], tables, full))
+    with tempfile.TemporaryDirectory(prefix="ensemble-predict-") as folder:
+        images = _RunsPixels(paths, config["train"].get("cache", True), Path(folder))
+        for member, folds, refit in artifacts.parts():
+            tables = _part_tables(artifacts, member, folds, images, ids, loader_args)
+            full = _part_tables(artifacts, member, ["full"], images, ids, loader_args)[0] if refit else None
+            members.append(MemberFolds(member, [], tables, full))
     blended = ensemble_test(members, params.get("fold_temperatures", {}), params["weights"])
     fitted = Fitted(params["temperature"], params["floor"], params["ceiling"])
     probs = with_probs(blended, fitted.apply(probabilities(blended)))
