@@ -1,8 +1,9 @@
-"""Shared fixtures: tiny data sets in the Kaggle layout, written by the tests themselves."""
+"""Shared fixtures: tiny data sets in the Kaggle layout, written by the tests themselves; background runs."""
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +63,39 @@ def fold_data(tiny_dataset):
     return FoldData(classes, train["id"].tolist(), [layout.train_image(i) for i in train["id"]],
                     train["breed"].map(index).tolist(), [layout.train_image(i) for i in val["id"]],
                     val["breed"].map(index).tolist(), val["id"].tolist())
+
+
+# A test marked `@pytest.mark.background.with_args(start)` waits on a run that `start(folder)` began when collection
+# ended: for runs that sleep most of their time (the fake-SLURM DAG waits on the executor's status polls), so
+# they overlap the CPU-bound tests instead of adding their wall time to the suite's; such tests run last.
+# `start` returns an object with stop(); the test gets it from the `background` fixture. Deselected tests start
+# nothing.
+BACKGROUND = pytest.StashKey[object]()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "background(start): start(folder) runs from collection on; see conftest")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.get_closest_marker("background") is not None)  # stable: others keep order
+
+
+def pytest_collection_finish(session):
+    if session.config.option.collectonly:
+        return
+    for item in session.items:
+        if marker := item.get_closest_marker("background"):
+            item.stash[BACKGROUND] = marker.args[0](Path(tempfile.mkdtemp(prefix="ensemble-background-")))
+
+
+def pytest_sessionfinish(session):
+    for item in session.items:
+        if (run := item.stash.get(BACKGROUND, None)) is not None:
+            run.stop()
+
+
+@pytest.fixture
+def background(request):
+    """What the test's `background` marker started."""
+    return request.node.stash[BACKGROUND]

@@ -4,7 +4,8 @@ No cluster is needed: tests/fake_slurm/ holds fake SLURM commands that run each 
 answer sacct/squeue about it (see fakeslurm.py there), and the Kubernetes dry run asks a local stand-in for
 S3 that holds nothing, so nothing leaves the machine. The SLURM run takes one to two minutes on 2 cores: each
 job starts Snakemake twice (the batch step, then `srun` per rule), and the executor polls sacct at growing
-intervals (1 s after a submission, then 10 s more each time nothing finished).
+intervals (1 s after a submission, then 10 s more each time nothing finished). It is mostly asleep, so it runs
+in the background from the end of collection on (see SlurmRun and conftest.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -136,31 +138,64 @@ def sbatch_calls(log: Path) -> list[dict]:
     return [c for c in calls if c["cmd"] == "sbatch"]
 
 
-def test_slurm_executor_runs_the_dag_with_one_gpu_per_fold_job(workdir, tmp_path):
+class SlurmRun:
+    """The DAG through the SLURM profile and the fake SLURM commands, run in the background from collection on.
+
+    Of its one to two minutes it spends about 8 s on the CPU; the rest is the executor asleep between status
+    polls, which is why conftest.py starts it early and the test only waits for it."""
+
+    def __init__(self, root: Path):
+        self.root, self.workdir, self.state = root, root / "work", root / "slurm"
+        self.workdir.mkdir()
+        (self.workdir / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+        self.env = {**os.environ, "PATH": f"{FAKE_SLURM}{os.pathsep}{os.environ['PATH']}",
+                    "FAKE_SLURM_DIR": str(self.state),
+                    "FAKE_SLURM_ACCOUNTS": "your-account",  # the profile's placeholder passes the account check
+                    "ENSEMBLE_GPU_LOCK_DIR": str(root / "gpu-locks")}  # as on a node: one folder for its jobs
+        self.env = {k: v for k, v in self.env.items() if not k.startswith("SLURM_")}  # not a job's context
+        demo = CONFIG["demo"]  # made here rather than by a job: a shorter first queue round
+        self.demo = subprocess.run(
+            [sys.executable, "-m", "ensemble", "demo-data", "--out", str(self.workdir / "data/demo"), "--classes",
+             str(demo["classes"]), "--train", str(demo["train"]), "--test", str(demo["test"]), "--size",
+             str(demo["size"]), "--seed", "0"], capture_output=True, text=True, timeout=120)
+        self.process, self.log = None, root / "snakemake.log"
+        if self.demo.returncode == 0:
+            self.process = subprocess.Popen(
+                ["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(self.workdir),
+                 f"results/{RUN}/submission/submission.csv", "--profile", str(PROFILES / "slurm"),
+                 "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
+                 "--set-threads", "train=1", "predict=1", "lr_find=1", "check_inputs=1"],
+                cwd=self.workdir, env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+
+    def wait(self, timeout: int) -> tuple[int, str]:
+        """(return code, output) of Snakemake; the demo data's when that failed."""
+        if self.process is None:
+            return self.demo.returncode, self.demo.stdout + self.demo.stderr
+        self.process.wait(timeout=timeout)
+        return self.process.returncode, self.log.read_text()
+
+    def stop(self):
+        """Kill Snakemake if it still runs, cancel its fake jobs, and remove the folder."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        jobs = self.state / "jobs"
+        running = [p.stem for p in jobs.glob("*.json") if json.loads(p.read_text())["state"] in ("PENDING", "RUNNING")]
+        if running:
+            subprocess.run(["scancel", *running], env=self.env, timeout=30)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.mark.background.with_args(SlurmRun)
+def test_slurm_executor_runs_the_dag_with_one_gpu_per_fold_job(background):
     pytest.importorskip("snakemake_executor_plugin_slurm")
     pytest.importorskip("snakemake_executor_plugin_slurm_jobstep")
-    demo = CONFIG["demo"]  # made here rather than by a job: a shorter first queue round
-    subprocess.run([sys.executable, "-m", "ensemble", "demo-data", "--out", str(workdir / "data/demo"), "--classes",
-                    str(demo["classes"]), "--train", str(demo["train"]), "--test", str(demo["test"]), "--size",
-                    str(demo["size"]), "--seed", "0"], check=True, capture_output=True, timeout=120)
-    state = tmp_path / "slurm"
-    env = {**os.environ, "PATH": f"{FAKE_SLURM}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM_DIR": str(state),
-           "FAKE_SLURM_ACCOUNTS": "your-account",  # the profile's placeholder passes the account check
-           "ENSEMBLE_GPU_LOCK_DIR": str(tmp_path / "gpu-locks")}  # as on a node: one folder for all its jobs
-    try:
-        done = snakemake(workdir, f"results/{RUN}/submission/submission.csv", "--profile", str(PROFILES / "slurm"),
-                         "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
-                         "--set-threads", "train=1", "predict=1", "lr_find=1", "check_inputs=1", env=env,
-                         timeout=540)
-    finally:  # never leave a fake job running
-        running = [p.stem for p in (state / "jobs").glob("*.json")
-                   if json.loads(p.read_text())["state"] in ("PENDING", "RUNNING")]
-        if running:
-            subprocess.run(["scancel", *running], env=env, timeout=30)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    run, state, env = background, background.state, background.env
+    returncode, output = run.wait(timeout=540)
+    assert returncode == 0, output[-4000:]
 
-    results = workdir / "results" / RUN
-    sample = pd.read_csv(workdir / "data/demo/sample_submission.csv", dtype={"id": str})
+    results = run.workdir / "results" / RUN
+    sample = pd.read_csv(run.workdir / "data/demo/sample_submission.csv", dtype={"id": str})
     validate_submission(pd.read_csv(results / "submission/submission.csv", dtype={"id": str}), sample)
 
     calls = sbatch_calls(state / "calls.jsonl")
