@@ -105,11 +105,17 @@ def feature_views(requested: int, head_epochs: int) -> int:
     return min(requested, head_epochs)
 
 
-def fold_threads(cores: int, k: int) -> int:
-    """Threads of one fold's job run locally: the cores shared among the k folds, at least 1, so on a CPU the
-    folds train side by side (2 folds on 2 cores: 20 s side by side vs 27 s in turn) and each job's torch
-    import hides behind another's compute."""
-    return max(1, cores // k)
+def fold_threads(cores: int, jobs: int, index: int) -> int:
+    """Threads of the ``index``-th of ``jobs`` training jobs that share ``cores`` locally. The jobs run in
+    rounds of ``cores`` jobs, one thread each, so on a CPU the folds train side by side (2 folds on 2 cores:
+    20 s side by side vs 27 s in turn) and each job's torch import hides behind another's compute; the jobs of
+    the last round share all the cores instead of leaving some idle (5 folds on 2 cores: the 5th fold trains
+    on 2 threads; 3 folds on 7 cores: 3, 2 and 2)."""
+    last_round = jobs - cores * ((jobs - 1) // cores)
+    position = index - (jobs - last_round)
+    if position < 0:
+        return 1
+    return cores // last_round + int(position < cores % last_round)
 
 
 def tta_views(member: str, tta: list[str], ablation_members: list[str], ablation_tta: list[str]) -> list[str]:

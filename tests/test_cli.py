@@ -102,6 +102,17 @@ def test_the_training_dataclass_and_the_schema_hold_the_same_defaults():
         assert verbs[verb].get_default("batch_size") == PREDICT_BATCH_SIZE, verb
 
 
+@pytest.mark.parametrize(("cores", "jobs", "threads"), [
+    (2, 5, [1, 1, 1, 1, 2]),  # 5 folds on 2 cores: the 5th alone on both
+    (2, 4, [1, 1, 1, 1]), (3, 4, [1, 1, 1, 3]), (7, 3, [3, 2, 2]), (16, 5, [4, 3, 3, 3, 3]), (2, 1, [2]),
+    (4, 10, [1] * 8 + [2, 2]),
+])
+def test_training_jobs_share_the_cores_in_rounds_and_the_last_round_uses_them_all(cores, jobs, threads):
+    from ensemble.config import fold_threads
+
+    assert [fold_threads(cores, jobs, i) for i in range(jobs)] == threads
+
+
 def test_the_package_declares_every_library_it_imports_and_never_imports_snakemake():
     import ast
     import re

@@ -257,13 +257,17 @@ def test_forcing_one_fold_plans_only_that_fold(run_dir):
     assert planned_jobs(run_dir, "--force", target) == {"train": 1}
 
 
-@pytest.mark.parametrize(("cores", "threads"), [(2, 1), (7, 2)])
-def test_fold_jobs_share_the_cores_among_the_k_folds(run_dir, cores, threads):
+@pytest.mark.parametrize(("cores", "fold_threads", "refit_threads"), [(2, 1, 1), (7, 2, 1), (3, 1, 3)])
+def test_fold_jobs_share_the_cores_and_the_last_round_takes_them_all(run_dir, cores, fold_threads, refit_threads):
+    """k = 3 folds and the refit: 4 training jobs. On 2 cores, two rounds of two; on 7, one round (2+2+2+1); on
+    3, a round of three folds on a thread each, then the refit alone on all 3 (not on 1 with 2 cores idle)."""
     commands = snakemake(run_dir, "--dry-run", "--printshellcmds", "--forcerun", "train", "refit",
                          "--cores", str(cores)).stdout
     jobs = [line for line in commands.splitlines() if re.search(r"ensemble (train|predict|predict-test) ", line)]
     assert len(jobs) == 3 + 1 + 3 + 1  # the k = 3 folds and the refit, trained and predicted
-    assert all(f"--threads {threads} " in job for job in jobs)
+    for job in jobs:
+        refit = " --full " in job or "predict-test" in job
+        assert f"--threads {refit_threads if refit else fold_threads} " in job, job
 
 
 def test_several_models_train_every_model_and_fold(run_dir, tmp_path):

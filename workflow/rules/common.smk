@@ -210,11 +210,15 @@ def output_dir(wildcards, output):
 
 
 def fold_threads(wildcards):
-    """Threads of one fold's job (train, predict and their refits): locally, the cores shared among the folds
-    (ensemble.config.fold_threads); on a cluster, 4, a job's own allocation."""
+    """Threads of one fold's job (train, predict and their refits): locally, the cores shared among the
+    training jobs of the run or of the ablation (ensemble.config.fold_threads); on a cluster, 4, a job's own
+    allocation."""
     if not (workflow.is_main_process and workflow.local_exec):
         return 4  # submitted by a cluster executor, or run on the node it was given (which re-evaluates this)
-    return cfg.fold_threads(workflow.cores, len(FOLDS))
+    members = ABLATION if wildcards.member in ABLATION else MEMBER_NAMES
+    jobs = [(m, str(f)) for m in members for f in FOLDS] + [(m, "full") for m in members if refits(m)]
+    job = (wildcards.member, wildcards.get("fold", "full"))
+    return cfg.fold_threads(workflow.cores, len(jobs), jobs.index(job))
 
 
 def speed_flags(wildcards, input):
