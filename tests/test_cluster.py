@@ -42,19 +42,31 @@ CONFIG = {
 }
 
 
-def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
     """Snakemake on the repository's Snakefile in `workdir` (cores and executor come from the profile)."""
-    env = {k: v for k, v in (env or os.environ).items() if not k.startswith("SLURM_")}  # not a job's context
-    return subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args], cwd=workdir,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    return ["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+
+
+def outside_a_job(env: dict) -> dict:
+    """`env` without SLURM's job variables: Snakemake started here is not inside a job."""
+    return {k: v for k, v in env.items() if not k.startswith("SLURM_")}
+
+
+def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(snakemake_command(workdir, *args), cwd=workdir, env=outside_a_job(env or os.environ),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def make_workdir(folder: Path) -> Path:
+    """`folder`, made, with CONFIG as its config.yaml."""
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    return folder
 
 
 @pytest.fixture
 def workdir(tmp_path) -> Path:
-    folder = tmp_path / "work"
-    folder.mkdir()
-    (folder / "config.yaml").write_text(yaml.safe_dump(CONFIG))
-    return folder
+    return make_workdir(tmp_path / "work")
 
 
 class EmptyS3(http.server.BaseHTTPRequestHandler):
@@ -145,14 +157,11 @@ class SlurmRun:
     polls, which is why conftest.py starts it early and the test only waits for it."""
 
     def __init__(self, root: Path):
-        self.root, self.workdir, self.state = root, root / "work", root / "slurm"
-        self.workdir.mkdir()
-        (self.workdir / "config.yaml").write_text(yaml.safe_dump(CONFIG))
-        self.env = {**os.environ, "PATH": f"{FAKE_SLURM}{os.pathsep}{os.environ['PATH']}",
-                    "FAKE_SLURM_DIR": str(self.state),
-                    "FAKE_SLURM_ACCOUNTS": "your-account",  # the profile's placeholder passes the account check
-                    "ENSEMBLE_GPU_LOCK_DIR": str(root / "gpu-locks")}  # as on a node: one folder for its jobs
-        self.env = {k: v for k, v in self.env.items() if not k.startswith("SLURM_")}  # not a job's context
+        self.root, self.workdir, self.state = root, make_workdir(root / "work"), root / "slurm"
+        self.env = outside_a_job({
+            **os.environ, "PATH": f"{FAKE_SLURM}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM_DIR": str(self.state),
+            "FAKE_SLURM_ACCOUNTS": "your-account",  # the profile's placeholder passes the account check
+            "ENSEMBLE_GPU_LOCK_DIR": str(root / "gpu-locks")})  # as on a node: one folder for its jobs
         demo = CONFIG["demo"]  # made here rather than by a job: a shorter first queue round
         self.demo = subprocess.run(
             [sys.executable, "-m", "ensemble", "demo-data", "--out", str(self.workdir / "data/demo"), "--classes",
@@ -161,10 +170,10 @@ class SlurmRun:
         self.process, self.log = None, root / "snakemake.log"
         if self.demo.returncode == 0:
             self.process = subprocess.Popen(
-                ["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(self.workdir),
-                 f"results/{RUN}/submission/submission.csv", "--profile", str(PROFILES / "slurm"),
-                 "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
-                 "--set-threads", "train=1", "predict=1", "lr_find=1", "check_inputs=1"],
+                snakemake_command(self.workdir, f"results/{RUN}/submission/submission.csv", "--profile",
+                                  str(PROFILES / "slurm"), "--slurm-init-seconds-before-status-checks", "1",
+                                  "--seconds-between-status-checks", "1", "--set-threads", "train=1", "predict=1",
+                                  "lr_find=1", "check_inputs=1"),
                 cwd=self.workdir, env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
 
     def wait(self, timeout: int) -> tuple[int, str]:
