@@ -27,7 +27,8 @@ class InputError(ValueError):
 
 
 def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:SHOWN])
+    """Up to SHOWN items, each quoted where spaces at its ends would otherwise hide in the message."""
+    shown = ", ".join(repr(i) if i != i.strip() else i for i in items[:SHOWN])
     return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
 
 

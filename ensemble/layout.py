@@ -6,8 +6,8 @@
     DATA/sample_submission.csv   id,<class 1>,...,<class K>   the column order of a valid submission
 
 Any other data set laid out the same way works. Images are decoded by content, not by extension, so
-grayscale, CMYK, palette and PNG-in-.jpg files all load as 3-channel RGB, turned upright by their EXIF
-orientation as a photo viewer shows them. Ids and class names are strings everywhere: ``NA``, ``None``,
+grayscale (8- or 16-bit), CMYK, palette and PNG-in-.jpg files all load as 3-channel RGB, turned upright by
+their EXIF orientation as a photo viewer shows them. Ids and class names are strings everywhere: ``NA``, ``None``,
 ``007`` stay what they are. The OS's bookkeeping files (``.DS_Store``, ``._*``, ``Thumbs.db``,
 ``desktop.ini``) are not images: every stage ignores them.
 """
@@ -18,12 +18,14 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
+import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
 ID, LABEL = "id", "breed"
 OS_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})  # lower case
-DECODE = 2  # version of how an image file becomes pixels (2: EXIF orientation applied); caches keep it
+DECODE = 3  # version of how an image file becomes pixels (2: EXIF orientation applied; 3: 16-bit grey scaled
+#             to 8 bits); caches keep it
 
 
 def is_hidden(name: str) -> bool:
@@ -76,8 +78,11 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
     """Any of the project's CSVs (labels, sample submission, folds, probability tables, answer keys): ids and
     labels as strings, and no text read as missing (pandas' defaults turn ``NA``, ``None``, ``null`` into NaN
     and ``007`` into 7). The one reader of them all."""
-    return pd.read_csv(path, usecols=columns, dtype={ID: str, LABEL: str}, keep_default_na=False,
-                       na_filter=False)  # pandas 3 parses a float written in full (repr) back exactly
+    try:
+        return pd.read_csv(path, usecols=columns, dtype={ID: str, LABEL: str}, keep_default_na=False,
+                           na_filter=False)  # pandas 3 parses a float written in full (repr) back exactly
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty; it needs a header row (e.g. 'id,breed') and one row per image") from None
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:
@@ -121,4 +126,6 @@ def load_rgb(path: str | Path) -> Image.Image:
             background = Image.new("RGB", im.size, (255, 255, 255))
             background.paste(im, mask=im.getchannel("A"))
             return background
+        if im.mode == "I" or im.mode.startswith("I;16"):  # 16-bit grey (PNG, TIFF): scaled, not clipped at 255
+            im = Image.fromarray((np.asarray(im, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))
         return im.convert("RGB")

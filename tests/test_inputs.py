@@ -25,6 +25,13 @@ def test_every_mode_and_png_bytes_in_jpg_load_as_rgb(tmp_path, mode, fmt):
     assert out.mode == "RGB" and out.size == (12, 10)
 
 
+def test_16_bit_grey_is_scaled_to_8_bits_not_clipped(tmp_path):
+    levels = np.arange(256, dtype=np.uint16).reshape(16, 16)
+    Image.fromarray(levels * 257).save(tmp_path / "x.png")  # 0 ... 65535, mode I;16
+    out = np.asarray(load_rgb(tmp_path / "x.png"))
+    assert (out == levels[..., None]).all()
+
+
 def test_grayscale_cmyk_and_png_in_jpg_pass_the_check(tiny_dataset):
     ids = pd.read_csv(tiny_dataset / "labels.csv")["id"]
     path = lambda i: tiny_dataset / "train" / f"{ids[i]}.jpg"  # noqa: E731
@@ -49,16 +56,32 @@ def test_missing_and_unreadable_images_are_named(tiny_dataset):
     assert "replace the files or remove the ids" in message
 
 
-def test_label_set_must_equal_submission_columns(tiny_dataset):
-    labels = pd.read_csv(tiny_dataset / "labels.csv")
+def wolf_and_poodle(labels, sample):
     labels.loc[0, "breed"] = "wolf"
+    return labels, sample.assign(poodle=0.0)
+
+
+def spaced_dingo(labels, sample):  # a stray space: quoted, or the two messages would look alike
+    labels.loc[labels["breed"] == "dingo", "breed"] = " dingo"
+    return labels, sample
+
+
+@pytest.mark.parametrize("edit,unknown,unused", [(wolf_and_poodle, "wolf", "poodle"),
+                                                 (spaced_dingo, "' dingo'", "dingo")])
+def test_label_set_must_equal_submission_columns(tiny_dataset, edit, unknown, unused):
+    labels, sample = edit(pd.read_csv(tiny_dataset / "labels.csv"), pd.read_csv(tiny_dataset / "sample_submission.csv"))
     labels.to_csv(tiny_dataset / "labels.csv", index=False)
-    sample = pd.read_csv(tiny_dataset / "sample_submission.csv").assign(poodle=0.0)
     sample.to_csv(tiny_dataset / "sample_submission.csv", index=False)
     with pytest.raises(InputError) as err:
         check_inputs(tiny_dataset, k=3)
-    assert "not sample_submission columns: wolf" in str(err.value)
-    assert "no labelled image: poodle" in str(err.value)
+    assert f"not sample_submission columns: {unknown};" in str(err.value)
+    assert f"no labelled image: {unused};" in str(err.value)
+
+
+def test_an_empty_table_is_named(tiny_dataset):
+    (tiny_dataset / "labels.csv").write_text("")
+    with pytest.raises(ValueError, match=r"labels.csv is empty; it needs a header row"):
+        check_inputs(tiny_dataset, k=3)
 
 
 def test_classes_with_fewer_than_k_images_are_named(tiny_dataset):
