@@ -73,10 +73,31 @@ class HashStore:
             self.changed = False
 
 
-def _images(folder: Path) -> list[str]:
-    """The names of every file of an image folder, sorted, without the OS's bookkeeping files."""
+def _images(folder: str | os.PathLike, prefix: str = "") -> list[str]:
+    """The paths of every file under an image folder, relative to it and sorted (an id may name a subfolder:
+    ``sub/x``), without the OS's bookkeeping files; linked folders are not followed."""
+    names = []
     with os.scandir(folder) as entries:
-        return sorted(e.name for e in entries if e.is_file() and not is_hidden(e.name))
+        for entry in entries:
+            if is_hidden(entry.name):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                names += _images(entry.path, f"{prefix}{entry.name}/")
+            elif entry.is_file():
+                names.append(prefix + entry.name)
+    return sorted(names)
+
+
+def file_digest(path: str | os.PathLike, store: Path) -> str:
+    """The content hash of one file (a model's local weights), through the store, so an unchanged file is
+    not read again; ``missing`` when there is none (the job that reads it says so)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        return "missing"
+    hash_store = HashStore(store)
+    (digest,) = hash_store.hashes(path.parent, [path.name], threads=1)
+    hash_store.save()
+    return digest
 
 
 def split_digests(data_dir: Path, store: HashStore, threads: int = 4) -> dict[str, dict]:
@@ -108,14 +129,20 @@ def write_stamps(data_dir: Path, stamps: dict[str, Path], store: Path, threads: 
     return digests
 
 
-def refresh_stamps(data_dir: Path, stamps: dict[str, Path], store: Path, threads: int = 4) -> list[str]:
+def refresh_stamps(data_dir: Path, stamps: dict[str, Path], store: Path, threads: int = 4,
+                   made_by_rule: bool = False) -> list[str]:
     """When the workflow loads: rewrite the stamps whose data changed since they were written; returns the
-    splits rewritten. Stamps not written yet (a first run, or data a rule is still to make) are left to the
-    ``fingerprint`` rule."""
+    splits rewritten. Stamps not written yet (a first run) are left to the ``fingerprint`` rule, and so are
+    the tables of data a rule makes (``made_by_rule``: the demo) while they are missing. Otherwise a missing
+    table or folder fails here, with what the layout needs."""
+    from ensemble.inputs import require_layout
+
     layout = Layout(Path(data_dir))
-    if not all(Path(p).exists() for p in stamps.values()) or not (layout.labels_csv.exists()
-                                                                  and layout.sample_submission_csv.exists()):
+    if not all(Path(p).exists() for p in stamps.values()):
         return []
+    if made_by_rule and not (layout.labels_csv.exists() and layout.sample_submission_csv.exists()):
+        return []  # the rule that makes the data runs again, and the fingerprint rule after it
+    require_layout(layout)  # stamps of data that is gone: never plan the run as done on the old data
     digests = split_digests(data_dir, HashStore(store), threads)
     changed = []
     for split, path in stamps.items():

@@ -403,6 +403,13 @@ def test_a_changed_image_reruns_exactly_what_reads_its_split(run_dir, tmp_path):
     assert not {"train", "refit", "folds"} & set(plan)  # a test image never retrains
 
 
+def save_resnet18(path: Path, seed: int) -> None:
+    import torchvision
+
+    torch.manual_seed(seed)
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+
+
 UNUSUAL = {"classes": ["NA", "None", "null"], "ids": ["dog 1a2b (1)", "007", "0042", "NaN", "n/a x"]}
 
 
@@ -425,8 +432,10 @@ def unusual_run(tmp_path_factory) -> Path:
     sample.assign(id=new_test).to_csv(data / "sample_submission.csv", index=False)
     (data / "test" / ".DS_Store").write_bytes(b"\x00")
     (data / "train" / "Thumbs.db").write_bytes(b"\x00")
+    save_resnet18(workdir / "weights.pt", seed=1)  # a user's own weights file
     config = {**CONFIG, "data": {"dir": "user data", "answers": None}, "folds": {"k": 2},
-              "models": {"r18": {**CONFIG["models"]["r18"], "epochs": 1, "image_size": 24, "refit": False}}}
+              "models": {"r18": {**CONFIG["models"]["r18"], "epochs": 1, "image_size": 24, "refit": False,
+                                 "weights": "weights.pt"}}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(workdir)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -453,6 +462,18 @@ def test_a_copied_data_folder_with_new_file_times_reruns_nothing(unusual_run, tm
     override.write_text(yaml.safe_dump({"data": {"dir": "copied data"}}))
     plan = planned_jobs(unusual_run, "--configfile", str(unusual_run / "config.yaml"), str(override))
     assert set(plan) <= {"provenance", "all"}  # it records the new data.dir; nothing is trained or checked again
+
+
+def test_new_bytes_in_a_local_weights_file_retrain_and_nothing_upstream(unusual_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(unusual_run, copy, symlinks=True)
+    original = (copy / "weights.pt").read_bytes()
+    save_resnet18(copy / "weights.pt", seed=2)  # same path, other weights
+    plan = planned_jobs(copy)
+    assert plan["train"] == 2 and plan["predict"] == 2 and "submit" in plan
+    assert not {"check_inputs", "cache", "folds"} & set(plan)
+    (copy / "weights.pt").write_bytes(original)  # new file time, the old bytes: nothing to do
+    assert planned_jobs(copy) == {}
 
 
 def test_answers_auto_scores_against_the_key_beside_the_data_only(unusual_run, tmp_path):

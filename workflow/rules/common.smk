@@ -1,4 +1,5 @@
 # Helpers shared by the rules: run paths, the data's stamps, per-member training flags, resources.
+import functools
 import json
 import os
 import posixpath
@@ -41,7 +42,7 @@ def refresh_stamps():
     are re-hashed only when their size or mtime changed)."""
     if REMOTE or not workflow.is_main_process:
         return
-    for split in fingerprint.refresh_stamps(DATA, STAMPS, HASH_STORE):
+    for split in fingerprint.refresh_stamps(DATA, STAMPS, HASH_STORE, made_by_rule=DATA == DEMO):
         print(f"ensemble: the {split} data in {DATA} changed since {STAMPS[split]} was written: the rules "
               "that read it rerun", file=sys.stderr)
 
@@ -167,6 +168,18 @@ def _flags(name, keys):
         values = value if isinstance(value, list) else [value]
         flags += [f"--{key.replace('_', '-')}", *(shlex.quote(str(v)) for v in values)]
     return " ".join(flags)
+
+
+def weights_digest(wildcards):
+    """The SHA-256 of a member's local weights file, or nothing for `none` and `imagenet`: a param, so new
+    bytes under the same path retrain what starts from them."""
+    weights = model_config(wildcards.member)["weights"]
+    return "" if weights in ("none", "imagenet") else _file_digest(weights)
+
+
+@functools.cache
+def _file_digest(path):
+    return fingerprint.file_digest(path, HASH_STORE)
 
 
 def lr_finder_result(wildcards):

@@ -19,6 +19,7 @@ rule lr_find:
     params:
         data=data_dir,
         flags=train_flags,
+        weights=weights_digest,
         device=config["train"]["device"],
         speed=speed_flags,
         cache=cache_flag,
@@ -49,6 +50,7 @@ rule features:
     params:
         data=data_dir,
         flags=feature_settings,
+        weights=weights_digest,
         views=feature_views,
         device=config["train"]["device"],
         speed=speed_flags,
@@ -83,6 +85,7 @@ rule train:
     params:
         data=data_dir,
         flags=train_flags,
+        weights=weights_digest,
         lr_from=lr_from_flag,
         features=features_flag,
         split="--fold {fold}",
