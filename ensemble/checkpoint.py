@@ -2,8 +2,9 @@
 
 The key is a hash of everything that changes the weights: the resolved training config, the class list, the
 fold's training ids, and the context around them (:func:`context`: the data's digest, the bytes of a local
-weights file, whether images come from the decode-once cache and the head phase from cached features, the
-resolved precision, whether crops run in the loader or on the device, the package and decode versions).
+weights file, whether images come from the decode-once cache, how many cached feature views the head phase
+cycles over (0: it runs through the backbone), the resolved precision, whether crops run in the loader or on
+the device, the package and decode versions).
 Speed-only settings (workers, threads, the GPU slot, torch.compile) are not in it. A checkpoint whose key
 differs is stale: it is deleted with a log line, and training starts afresh. One that cannot be read is
 moved aside (``.corrupt-<time>``), never deleted. Checkpoints hold only tensors and plain containers, so they
@@ -26,7 +27,7 @@ from ensemble.atomic import torch_save
 log = logging.getLogger(__name__)
 
 
-def context(*, weights: str, data_digest: str | None, image_source: str, features: bool,
+def context(*, weights: str, data_digest: str | None, image_source: str, features: int,
             precision: str, augment_on: str = "loader") -> dict[str, Any]:
     """What changes the weights besides the config, classes and ids (see the module's docstring)."""
     from ensemble import __version__

@@ -81,8 +81,9 @@ class FoldRun:
         if device_augment is None:  # auto: on CUDA, from the cache, for the presets it can do
             device_augment = (device.type == "cuda" and isinstance(data.train_images, CacheRows)
                               and config.augment in batch_augment.SUPPORTED)
+        views = len(self.bank.views) if self.bank is not None else 0
         self.key = checkpoint_key(asdict(config), data.classes, data.train_ids, context(
-            weights=config.weights, data_digest=data_digest, features=self.bank is not None,
+            weights=config.weights, data_digest=data_digest, features=views,
             image_source="cache" if isinstance(data.train_images, CacheRows) else "files",
             precision=str(self.dtype), augment_on="device" if device_augment else "loader"))
         self.resumed = load_checkpoint(checkpoint_path, self.key) if checkpoint_path else None

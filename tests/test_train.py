@@ -177,13 +177,13 @@ def test_the_checkpoint_key_covers_what_changes_the_weights_and_only_that(fold_d
     assert _key(fold_data, TrainConfig(**{**CONFIG.__dict__, "weights": str(weights)})) != with_file
     from ensemble.checkpoint import checkpoint_key, context
 
-    ctx = context(weights="none", data_digest="x", image_source="files", features=False, precision="None")
+    ctx = context(weights="none", data_digest="x", image_source="files", features=0, precision="None")
     assert set(ctx) == {"data", "weights_file", "image_source", "features", "precision", "augment_on", "version",
                         "decode"}
     keys = {checkpoint_key({}, [], [], {**ctx, **change}) for change in
-            [{}, {"image_source": "cache"}, {"features": True}, {"version": "9"}, {"decode": 1},
+            [{}, {"image_source": "cache"}, {"features": 4}, {"features": 2}, {"version": "9"}, {"decode": 1},
              {"augment_on": "device"}]}
-    assert len(keys) == 6
+    assert len(keys) == 7  # the number of feature views too: a head phase never resumes on another bank
     assert _key(fold_data) == base  # and nothing else: workers, threads and the GPU slot are not in it
 
 
