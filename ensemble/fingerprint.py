@@ -12,6 +12,9 @@ Hashing 20,000 photos reads every byte once; the hashes are kept in a store keye
 later loads only ``stat`` the files. A copied folder gets new mtimes and is hashed again, to the same digest,
 so nothing retrains. Snakemake compares small inputs by checksum when their mtime is newer, so a stamp
 rewritten with the same digest (or any unchanged small output) triggers nothing downstream.
+
+A model's local weights file is hashed through the same store (:func:`file_digest`); the workflow passes
+its digest as a param of the rules that start from it, so new bytes under the same path retrain.
 """
 
 from __future__ import annotations

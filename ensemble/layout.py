@@ -7,8 +7,8 @@
 
 Any other data set laid out the same way works. Images are decoded by content, not by extension, so
 grayscale (8- or 16-bit), CMYK, palette and PNG-in-.jpg files all load as 3-channel RGB, turned upright by
-their EXIF orientation as a photo viewer shows them. Ids and class names are strings everywhere: ``NA``, ``None``,
-``007`` stay what they are. The OS's bookkeeping files (``.DS_Store``, ``._*``, ``Thumbs.db``,
+their EXIF orientation as a photo viewer shows them. Ids and class names are strings everywhere: ``NA``,
+``None``, ``007`` stay what they are. The OS's bookkeeping files (``.DS_Store``, ``._*``, ``Thumbs.db``,
 ``desktop.ini``) are not images: every stage ignores them.
 """
 
@@ -82,7 +82,8 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
         return pd.read_csv(path, usecols=columns, dtype={ID: str, LABEL: str}, keep_default_na=False,
                            na_filter=False)  # pandas 3 parses a float written in full (repr) back exactly
     except pd.errors.EmptyDataError:
-        raise ValueError(f"{path} is empty; it needs a header row (e.g. 'id,breed') and one row per image") from None
+        raise ValueError(f"{path} is empty; it needs a header row (e.g. 'id,breed') and one row per "
+                         "image") from None
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:
