@@ -40,6 +40,22 @@ class Artifacts:
         return [(m.name, folds, bool(self.config["models"][m.model].get("refit")))
                 for m in members(self.config["models"], self.config["seed"])]
 
+    def blend_weights(self, names: list[str]) -> list[float]:
+        """The blend's weight of each named member, matched by name: params.json keeps them by member, since
+        the order of the members in the stored config need not be the blend's."""
+        weights = self.params["weights"]
+        if isinstance(weights, list):  # written before the weights were kept by name: only equal ones are safe
+            if len(weights) != len(names) or len(set(weights)) > 1:
+                raise ValueError("postprocess/params.json holds blend weights without the members' names (an "
+                                 "older version wrote it): rerun `snakemake --cores all --forcerun postprocess` "
+                                 "for this run, then predict or export again")
+            weights = dict(zip(names, weights))
+        if set(weights) != set(names):
+            raise ValueError(f"the blend's weights are for members {sorted(weights)}, but the run's config makes "
+                             f"{sorted(names)}: its postprocess/params.json and provenance/config.yaml disagree; "
+                             "finish the run (snakemake --cores all) before predicting with it")
+        return [weights[name] for name in names]
+
 
 def from_run(run: Path) -> Artifacts:
     """A run folder's artifacts; each model is read when asked for."""

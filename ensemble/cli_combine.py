@@ -110,10 +110,11 @@ def run_postprocess(a) -> None:
     from ensemble.layout import read_labels
 
     temperatures = {member: json.loads(Path(path).read_text())["temperatures"] for member, path in a.temperatures}
+    blend = json.loads(a.blend_scores.read_text())
     oof, test, params, table = finalize(
         (read_table(a.blend_oof), read_table(a.blend_test)),
         (read_table(a.blend_tempered_oof), read_table(a.blend_tempered_test)), temperatures,
-        json.loads(a.blend_scores.read_text())["weights"], method=a.method, scope=a.scope,
+        dict(zip(blend["members"], blend["weights"], strict=True)), method=a.method, scope=a.scope,
         answers=read_labels(a.answers) if a.answers else None)
     write_csv(oof, a.out_oof, float_format="%.8g")
     write_csv(test, a.out_test, float_format="%.8g")

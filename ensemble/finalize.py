@@ -56,13 +56,14 @@ def _writeup_bounds(oof: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame
 
 
 def finalize(raw: tuple[pd.DataFrame, pd.DataFrame], tempered: tuple[pd.DataFrame, pd.DataFrame],
-             fold_temperatures: dict[str, list[float]], weights: list[float], *, method: str, scope: str,
+             fold_temperatures: dict[str, list[float]], weights: dict[str, float], *, method: str, scope: str,
              answers: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict, pd.DataFrame]:
     """(OOF, test, parameters, comparison table) of the configured post-processing.
 
     ``raw`` and ``tempered`` are the blend's (OOF, test) tables, ``fold_temperatures`` {member: temperatures}
-    the ones that made ``tempered``, ``weights`` the blend's. The table compares every candidate on the same
-    predictions, plus the write-up's literal bounds. Only OOF rows are ever used for fitting.
+    the ones that made ``tempered``, ``weights`` the blend's {member: weight}, kept in the parameters. The
+    table compares every candidate on the same predictions, plus the write-up's literal bounds. Only OOF rows
+    are ever used for fitting.
     """
     if method not in POSTPROCESS_METHODS or scope not in POSTPROCESS_SCOPES:
         raise ValueError(f"postprocess.method must be one of {POSTPROCESS_METHODS} and postprocess.scope one of "

@@ -114,7 +114,8 @@ def predict_new(artifacts: Artifacts, paths: list[Path], ids: list[str], *, devi
             tables = _part_tables(artifacts, member, folds, images, ids, loader_args)
             full = _part_tables(artifacts, member, ["full"], images, ids, loader_args)[0] if refit else None
             members.append(MemberFolds(member, [], tables, full))
-    blended = ensemble_test(members, params.get("fold_temperatures", {}), params["weights"])
+    blended = ensemble_test(members, params.get("fold_temperatures", {}),
+                            artifacts.blend_weights([m.name for m in members]))
     fitted = Fitted(params["temperature"], params["floor"], params["ceiling"])
     probs = with_probs(blended, fitted.apply(probabilities(blended)))
     submission = with_probs(probs, clip_rows(probabilities(probs), config["clip"]["floor"], config["clip"]["ceiling"]))

@@ -82,7 +82,7 @@ def test_postprocessing_table_compares_methods_on_oof_and_test(run_dir):
     assert table["method"].iloc[0] == "raw average" and len(table) == 7
     assert table[["oof_log_loss", "test_log_loss"]].notna().all().all()
     params = json.loads((results(run_dir) / "postprocess/params.json").read_text())
-    assert params["weights"] == [1.0] and params["method"] == "both"
+    assert params["weights"] == {"r18": 1.0} and params["method"] == "both"
     assert len(params["fold_temperatures"]["r18"]) == 4  # 3 folds + the refit (their geometric mean)
 
 
@@ -175,6 +175,28 @@ def test_predict_only_reproduces_the_runs_own_submission(run_dir, tmp_path):
                           cwd=elsewhere, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "bundle.csv").read_bytes() == (tmp_path / "p.csv").read_bytes()
+
+
+def test_fitted_blend_weights_follow_their_members_into_predict_new(run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, symlinks=True)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["models"] = {"r18": config["models"]["r18"],  # a second model whose name sorts first
+                        "a18": {**config["models"]["r18"], "epochs": 1, "hidden": [], "refit": False}}
+    config["blend"] = {"weights": "fitted"}
+    (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    done = snakemake(copy)
+    assert done.returncode == 0, done.stderr[-3000:]
+    params = json.loads((results(copy) / "postprocess/params.json").read_text())
+    assert set(params["weights"]) == {"r18", "a18"} and len(set(params["weights"].values())) == 2
+    done = subprocess.run([sys.executable, "-m", "ensemble", "predict-new", "--run", f"results/{RUN}",
+                           "--images", "data/demo/test", "--sample", "data/demo/sample_submission.csv",
+                           "--device", "cpu", "--threads", "2", "--out-submission", str(tmp_path / "s.csv")],
+                          cwd=copy, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ours = pd.read_csv(tmp_path / "s.csv", dtype={"id": str})
+    theirs = pd.read_csv(results(copy) / "submission/submission.csv", dtype={"id": str})
+    np.testing.assert_allclose(ours.iloc[:, 1:].to_numpy(), theirs.iloc[:, 1:].to_numpy(), atol=1e-6)
 
 
 def test_predict_new_takes_any_folder_and_writes_the_top_labels(run_dir, tmp_path):

@@ -90,7 +90,7 @@ def test_finalize_table_and_overconfident_folds():
         oofs.append(_table([f"f{f}-{j}" for j in range(600)], sharp, classes, labels, f))
         tests.append(_table(test_ids, apply_temperature(rng.dirichlet(np.ones(4) * 0.3, size=300), 0.5), classes))
     member = MemberFolds("m", oofs, tests)
-    oof, test, params, table = finalize(*_through_the_dag([member], [1.0]), [1.0], method="temperature",
+    oof, test, params, table = finalize(*_through_the_dag([member], [1.0]), {"m": 1.0}, method="temperature",
                                         scope="ensemble")
     assert params["temperature"] == pytest.approx(2.0, rel=0.15)
     rows = table.set_index("method")["oof_log_loss"]
@@ -98,7 +98,7 @@ def test_finalize_table_and_overconfident_folds():
     assert "write-up bounds 0.01/K, 0.99/K" in rows.index
     assert rows["temperature + clip (ensemble)"] <= rows["fitted temperature (ensemble)"] + 1e-9
     assert list(test.columns) == ["id", *classes] and np.allclose(test[classes].sum(axis=1), 1)
-    _, _, per_fold, _ = finalize(*_through_the_dag([member], [1.0]), [1.0], method="both", scope="per_fold")
+    _, _, per_fold, _ = finalize(*_through_the_dag([member], [1.0]), {"m": 1.0}, method="both", scope="per_fold")
     assert [t == pytest.approx(2.0, rel=0.2) for t in per_fold["fold_temperatures"]["m"]] == [True] * 3
 
 
@@ -123,3 +123,15 @@ def test_a_refit_joins_the_test_average_with_the_folds_mean_temperature():
     _, test = average_member(with_refit, ts)
     softened = [apply_temperature(t[classes].to_numpy(), x) for t, x in zip([*tests, refit], ts)]
     np.testing.assert_allclose(test[classes].to_numpy(), sum(softened) / 3)
+
+
+def test_a_runs_blend_weights_are_matched_to_members_by_name():
+    from ensemble.bundle import Artifacts
+
+    artifacts = Artifacts({}, {"weights": {"r18": 0.25, "a18": 0.75}}, record=None)
+    assert artifacts.blend_weights(["a18", "r18"]) == [0.75, 0.25]
+    with pytest.raises(ValueError, match="disagree"):
+        artifacts.blend_weights(["a18", "r34"])
+    assert Artifacts({}, {"weights": [0.5, 0.5]}, record=None).blend_weights(["a18", "r18"]) == [0.5, 0.5]
+    with pytest.raises(ValueError, match="forcerun postprocess"):  # an older run's unnamed, unequal weights
+        Artifacts({}, {"weights": [0.25, 0.75]}, record=None).blend_weights(["a18", "r18"])
