@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from ensemble.atomic import torch_save
-from ensemble.members import members
+from ensemble.members import trained_parts
 
 log = logging.getLogger(__name__)
 FORMAT = 1
@@ -36,9 +36,8 @@ class Artifacts:
 
     def parts(self) -> list[tuple[str, list[str], bool]]:
         """(member, its folds, whether it has a full-data refit), in the run's order."""
-        folds = [f"fold{k}" for k in range(self.config["folds"]["k"])]
-        return [(m.name, folds, bool(self.config["models"][m.model].get("refit")))
-                for m in members(self.config["models"], self.config["seed"])]
+        return [(m.name, [p for p in parts if p != "full"], "full" in parts)
+                for m, parts in trained_parts(self.config)]
 
     def blend_weights(self, names: list[str]) -> list[float]:
         """The blend's weight of each named member, matched by name: params.json keeps them by member, since

@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ensemble.members import trained_parts
+
 
 def _json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
@@ -22,7 +24,8 @@ def run_row(run: Path) -> dict | None:
         return None
     config = yaml.safe_load(config_file.read_text())
     models = config["models"]
-    seconds = sum(_json(m).get("seconds", 0.0) for m in run.glob("train/*/fold*/metrics.json"))
+    seconds = sum(_json(run / "train" / m.name / part / "metrics.json").get("seconds", 0.0)
+                  for m, parts in trained_parts(config) for part in parts)  # the run's jobs only: no ablation
     return {
         "run": run.name,
         "models": " + ".join(f"{m['backbone']}" for m in models.values()),

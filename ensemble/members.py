@@ -27,3 +27,11 @@ def members(models: dict[str, dict], default_seed: int) -> list[Member]:
         for seed in seeds:
             out.append(Member(name if len(seeds) == 1 else f"{name}-seed{seed}", name, seed))
     return out
+
+
+def trained_parts(config: dict) -> list[tuple[Member, list[str]]]:
+    """Every member of a run's resolved config, in config order, with the parts it trains: ``fold0`` ..
+    ``fold{k-1}``, then ``full`` where its model has a full-data refit."""
+    folds = [f"fold{k}" for k in range(config["folds"]["k"])]
+    return [(m, folds + (["full"] if config["models"][m.model].get("refit") else []))
+            for m in members(config["models"], config["seed"])]

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import yaml
 
+from ensemble.ablation import PREFIX as ABLATION_PREFIX
 from ensemble.config import member_settings
-from ensemble.members import members
+from ensemble.members import trained_parts
 from ensemble.progress import FILE
 
 STALE_EPOCHS = 3
@@ -67,17 +68,16 @@ def planned_jobs(folder: Path) -> list[tuple[str, str, int]]:
         config = yaml.safe_load((folder / "provenance" / "config.yaml").read_text())
     except OSError:
         config = None
-    if config:
-        parts = [f"fold{k}" for k in range(config["folds"]["k"])]
-        jobs = []
-        for m in members(config["models"], config["seed"]):
-            settings = member_settings(config["models"][m.model], m.seed)
-            refit = ["full"] if config["models"][m.model].get("refit") else []
-            jobs += [(m.name, p, settings["head_epochs"] + settings["epochs"]) for p in parts + refit]
-        return jobs
     found = {(p.parent.parent.name, p.parent.name) for p in folder.glob("checkpoints/*/*/" + FILE)}
     found |= {(p.parent.parent.name, p.parent.name) for p in folder.glob("train/*/*/metrics.json")}
-    return [(member, part, 0) for member, part in sorted(found)]
+    if not config:
+        return [(member, part, 0) for member, part in sorted(found)]
+    jobs = []
+    for m, parts in trained_parts(config):
+        settings = member_settings(config["models"][m.model], m.seed)
+        jobs += [(m.name, p, settings["head_epochs"] + settings["epochs"]) for p in parts]
+    ablation = sorted(job for job in found if job[0].startswith(ABLATION_PREFIX))  # `snakemake ablation`'s rows
+    return jobs + [(member, part, 0) for member, part in ablation]
 
 
 def _alive(progress: dict) -> bool | None:
@@ -96,20 +96,30 @@ def _alive(progress: dict) -> bool | None:
 def job_status(folder: Path, member: str, part: str, epochs: int, *, now: float, min_stale: float = 120.0) -> Job:
     """The state of one training job (see the module's docstring)."""
     logs = folder.parent.parent / "logs" / folder.name / "train" / member / f"{part}.log"
-    metrics = _json(folder / "train" / member / part / "metrics.json")
+    metrics_file = folder / "train" / member / part / "metrics.json"
+    metrics = _json(metrics_file)
     if metrics is not None:
-        scores = _json(folder / "predict" / member / part / "scores.json")
+        scores_file = folder / "predict" / member / part / "scores.json"
+        scores = _json(scores_file) if _newer(scores_file, metrics_file) else None  # else the old model's
         loss = scores["log_loss"] if scores else metrics.get("val_log_loss")
         what = "OOF log loss" if scores else "val log loss"
         detail = f"{what} {loss:.4f}" if loss is not None else "trained on every labelled image"
         return Job(member, part, "done", f"{detail}, {metrics['epochs_run']} epochs in {metrics['seconds']:.0f} s")
     progress = _json(folder / "checkpoints" / member / part / FILE)
-    if progress is None:
+    if progress is None or progress["state"] == "done":  # done, but its outputs are gone: to be trained again
         return Job(member, part, "not started", epochs_left=epochs)
     state, detail = classify(progress, now=now, min_stale=min_stale)
     if state in ("failed", "stopped"):
         detail += f" (log: {logs})"
     return Job(member, part, state, detail, progress["epochs"] - progress["epoch"], epoch_estimate(progress, now))
+
+
+def _newer(path: Path, than: Path) -> bool:
+    """Whether ``path`` exists and was written no earlier than ``than``."""
+    try:
+        return path.stat().st_mtime >= than.stat().st_mtime
+    except OSError:
+        return False
 
 
 def epoch_estimate(p: dict, now: float) -> float | None:
@@ -156,12 +166,17 @@ def _duration(seconds: float) -> str:
 
 
 def stage(folder: Path, jobs: list[Job]) -> str:
-    """What the run is doing, from the outputs that exist."""
-    if (folder / "submission" / "submission.csv").exists():
-        return "done: submission written"
-    if (folder / "blend" / "scores.json").exists():
-        return "post-processing and submission"
+    """What the run is doing, from the outputs that exist (and are newer than every trained model: a run that
+    retrains is not done because the last run's submission is still there). The ablation's rows, a target of
+    their own, do not count."""
+    jobs = [j for j in jobs if not j.member.startswith(ABLATION_PREFIX)]
     done = sum(j.state == "done" for j in jobs)
+    models = [folder / "train" / j.member / j.fold / "metrics.json" for j in jobs]
+    if done == len(jobs):
+        for output, what in (("submission/submission.csv", "done: submission written"),
+                             ("blend/scores.json", "post-processing and submission")):
+            if all(_newer(folder / output, m) for m in models):
+                return what
     if jobs and done == len(jobs):
         return "predicting and combining"
     if any(j.state != "not started" for j in jobs):

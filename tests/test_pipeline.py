@@ -268,6 +268,13 @@ def test_leaderboard_lists_the_run_with_its_scores(run_dir, tmp_path):
     post = pd.read_csv(results(run_dir) / "postprocess/table.csv").set_index("method")
     assert row["cv_log_loss_postprocessed"] == pytest.approx(post.loc["temperature + clip (per fold)", "oof_log_loss"],
                                                              rel=1e-5)  # the table is written to 6 digits
+    seconds = [json.loads(p.read_text())["seconds"] for p in results(run_dir).glob("train/r18/*/metrics.json")]
+    assert len(seconds) == 4 and row["train_seconds"] == pytest.approx(sum(seconds), abs=0.06)  # the refit too
+    copy = tmp_path / "results"
+    shutil.copytree(run_dir / "results", copy, ignore=shutil.ignore_patterns("cache", "*.pt"))
+    (copy / RUN / "train/ablation-ema/fold0").mkdir(parents=True)  # `snakemake ablation`'s rows are not the run's
+    (copy / RUN / "train/ablation-ema/fold0/metrics.json").write_text(json.dumps({"seconds": 1000.0}))
+    assert leaderboard(copy).set_index("run").loc[RUN, "train_seconds"] == row["train_seconds"]
 
 
 def test_complete_run_has_nothing_to_do(run_dir):

@@ -62,6 +62,29 @@ def test_each_job_shows_as_done_running_failed_stopped_or_not_started(tmp_path):
     assert active
 
 
+def test_a_run_that_retrains_is_not_done_and_shows_no_stale_scores(tmp_path):
+    run = tmp_path / "results" / "r"
+    (run / "provenance").mkdir(parents=True)
+    config = {"seed": 0, "folds": {"k": 2}, "models": {"m": {"backbone": "resnet18", "head_epochs": 0, "epochs": 3}}}
+    (run / "provenance" / "config.yaml").write_text(yaml.safe_dump(config))
+    for folder in ("submission", "predict/m/fold0", "train/m/fold0"):
+        (run / folder).mkdir(parents=True)
+    (run / "submission/submission.csv").write_text("id\n")  # the last run's
+    (run / "predict/m/fold0/scores.json").write_text(json.dumps({"log_loss": 0.8765}))  # the old model's
+    os.utime(run / "predict/m/fold0/scores.json", (NOW - 100, NOW - 100))
+    (run / "train/m/fold0/metrics.json").write_text(json.dumps({"val_log_loss": 0.5, "epochs_run": 3,
+                                                                 "seconds": 60.0}))  # retrained since
+    _progress(run, "m", "fold1", state="done", epoch=3, epochs=3)  # the old job's file; its outputs are gone
+    _progress(run, "ablation-ema", "fold0")  # a row of `snakemake ablation`, running
+    text, active = report(run, now=NOW)
+    lines = text.splitlines()
+    assert lines[0].startswith("run r: training: 1 of 2 jobs done")
+    assert "val log loss 0.5000" in lines[1] and "0.8765" not in text
+    assert "not started" in lines[2]
+    assert "ablation-ema" in lines[3] and "running" in lines[3]
+    assert active
+
+
 def test_a_job_elsewhere_is_running_until_three_epochs_pass_without_a_heartbeat():
     fresh = {"state": "running", "epochs": 4, "epoch": 1, "batches_done": 0, "batches": 10, "train_loss": None,
              "val_loss": None, "epoch_seconds": 100.0, "pid": 1, "host": "another-node"}
