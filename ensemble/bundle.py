@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -83,7 +84,13 @@ def export(run: Path, out: Path) -> dict:
 
 def from_bundle(path: Path) -> Artifacts:
     """A bundle's artifacts (``export``), loaded with weights_only."""
-    bundle = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as e:  # not torch's
+        raise ValueError(f"{path} is not a bundle (torch.load: {type(e).__name__}); make one with python -m "
+                         "ensemble export RUN FILE") from None
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise ValueError(f"{path} is not a bundle of format {FORMAT} (python -m ensemble export RUN FILE)")
     return Artifacts(bundle["config"], bundle["params"], lambda member, part: bundle["models"][member][part])

@@ -65,7 +65,10 @@ def decode_resized(path: Path, side: int, interpolation: str = "bilinear") -> tu
     original orientation and only then transposed, so
     a row read back equals the eval transform's resize of the original (a test holds the two equal on every
     shape it tries) while the cache's worker processes never import torch."""
-    image = load_rgb(path)
+    try:
+        image = load_rgb(path)
+    except OSError as e:  # PIL's UnidentifiedImageError too: name the file, not the worker's traceback
+        raise ValueError(f"cannot decode {path} ({type(e).__name__}: {e}); remove or replace it") from None
     width, height = image.size
     longer = int(side * max(width, height) / min(width, height))
     size = (side, longer) if width <= height else (longer, side)

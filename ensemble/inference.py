@@ -37,6 +37,8 @@ def images_to_predict(images: Path, sample: Path | None) -> tuple[list[str], lis
     """(ids, files) to predict. With a sample submission: its ids, in its order, as ``images/<id>.jpg``.
     Without: every image in ``images`` and its subfolders (jpg, jpeg, png, webp, any case; the OS's
     bookkeeping files and hidden folders skipped), sorted, each id its path relative to ``images``."""
+    if not images.is_dir():
+        raise FileNotFoundError(f"--images {images} is not a folder")
     if sample is not None:
         ids = read_sample_ids(sample)
         return ids, [images / f"{i}.jpg" for i in ids]

@@ -1,11 +1,12 @@
 """``python -m ensemble status``: where a run stands, one line per (member, fold) training job, while it runs.
 
 A job is *done* when its metrics file exists (then its out-of-fold log loss is shown, from its predictions
-when they exist), *running* while its progress file (``ensemble.progress``) has a fresh heartbeat, *failed*
-when that file holds the exception's line, *stopped* when its heartbeat went stale: its process is gone (same
-host), or nothing was heard for 3 epochs' time (at least ``min_stale`` seconds), as a job killed by
-SIGKILL, an out-of-memory kill or a lost node leaves it. The run's stage comes from which stages' outputs
-exist; its ETA from the epochs left and the mean epoch time, spread over the jobs running at once.
+when they exist and are newer: a retrained fold's old ones are not), *running* while its progress file
+(``ensemble.progress``) has a fresh heartbeat, *failed* when that file holds the exception's line, *stopped*
+when its heartbeat went stale: its process is gone (same host), or nothing was heard for 3 epochs' time (at
+least ``min_stale`` seconds), as a job killed by SIGKILL, an out-of-memory kill or a lost node leaves it. The
+run's stage comes from which stages' outputs exist; its ETA from the epochs left and the mean epoch time,
+spread over the jobs running at once.
 """
 
 from __future__ import annotations

@@ -124,14 +124,3 @@ def test_a_refit_joins_the_test_average_with_the_folds_mean_temperature():
     softened = [apply_temperature(t[classes].to_numpy(), x) for t, x in zip([*tests, refit], ts)]
     np.testing.assert_allclose(test[classes].to_numpy(), sum(softened) / 3)
 
-
-def test_a_runs_blend_weights_are_matched_to_members_by_name():
-    from ensemble.bundle import Artifacts
-
-    artifacts = Artifacts({}, {"weights": {"r18": 0.25, "a18": 0.75}}, record=None)
-    assert artifacts.blend_weights(["a18", "r18"]) == [0.75, 0.25]
-    with pytest.raises(ValueError, match="disagree"):
-        artifacts.blend_weights(["a18", "r34"])
-    assert Artifacts({}, {"weights": [0.5, 0.5]}, record=None).blend_weights(["a18", "r18"]) == [0.5, 0.5]
-    with pytest.raises(ValueError, match="forcerun postprocess"):  # an older run's unnamed, unequal weights
-        Artifacts({}, {"weights": [0.25, 0.75]}, record=None).blend_weights(["a18", "r18"])
