@@ -7,7 +7,10 @@ test scores, the plots and the submission from the ``tracking_finish`` rule.
 
 Jobs find the tracking file from their own paths (a training job's checkpoint sits in
 results/{run}/checkpoints/{member}/{part}/), not through declared inputs or params: tracking settings never
-rerun anything. A resumed job keeps logging to the same nested run: its id is kept with the checkpoint.
+rerun anything. A resumed job keeps logging to the same nested run: its id is kept with the checkpoint. A
+job that trains again from scratch (its config changed, or its checkpoint was stale) gets a new nested run,
+and its earlier ones are tagged ``ensemble.superseded_by`` with the new run's id (and marked KILLED if they
+were left RUNNING), so filtering on ``tags.`ensemble.superseded_by` IS NULL`` shows the current models only.
 Tracking never fails a job: with the server down a job warns once and stops tracking, after at most one
 request (retries off, 3 s timeout).
 """
@@ -25,6 +28,7 @@ from ensemble.atomic import write_json
 log = logging.getLogger(__name__)
 FILE = "mlflow.json"
 RUN_TAG, LEVEL_TAG, MEMBER_TAG, PART_TAG = "ensemble.run", "ensemble.level", "ensemble.member", "ensemble.part"
+SUPERSEDED_TAG = "ensemble.superseded_by"  # on a job's nested run once the job trains again from scratch
 
 
 def _client(uri: str | None):
@@ -49,11 +53,16 @@ def _flat(prefix: str, value, out: dict) -> dict:
     return out
 
 
+def _search(client, experiment_id: str, max_results: int, **tags) -> list:
+    """The runs with these tags, newest first."""
+    where = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+    return client.search_runs([experiment_id], filter_string=where, order_by=["attributes.start_time DESC"],
+                              max_results=max_results)
+
+
 def _find(client, experiment_id: str, **tags) -> str | None:
     """The id of the newest run with these tags, or None."""
-    where = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
-    runs = client.search_runs([experiment_id], filter_string=where, order_by=["attributes.start_time DESC"],
-                              max_results=1)
+    runs = _search(client, experiment_id, 1, **tags)
     return runs[0].info.run_id if runs else None
 
 
@@ -111,9 +120,15 @@ class FoldTracker:
             return
         tags = {"mlflow.parentRunId": state["parent_run_id"], RUN_TAG: state["run"], LEVEL_TAG: "fold",
                 MEMBER_TAG: member, PART_TAG: part}
+        earlier = _search(self.client, state["experiment_id"], 100, **tags)
         self.run_id = self.client.create_run(state["experiment_id"], run_name=f"{member}/{part}",
                                              tags=tags).info.run_id
         self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in _flat("", params, {}).items()])
+        for old in earlier:  # this job's earlier trainings (another config, or a stale checkpoint thrown away)
+            if SUPERSEDED_TAG not in old.data.tags:
+                self.client.set_tag(old.info.run_id, SUPERSEDED_TAG, self.run_id)
+            if old.info.status == "RUNNING":  # killed, never resumed: it will not finish now
+                self.client.set_terminated(old.info.run_id, "KILLED")
 
     def epoch(self, row: dict) -> None:
         if self.run_id is None:

@@ -69,6 +69,25 @@ def test_a_fold_killed_mid_epoch_resumes_into_the_same_mlflow_run(tmp_path, monk
     assert resumed.data.params["backbone"] == "resnet18" and resumed.data.tags["ensemble.part"] == "fold0"
 
 
+def test_a_job_trained_again_from_scratch_supersedes_its_earlier_nested_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "results" / "r"
+    state = start_run(run, name="r", uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="again")
+    killed = FoldTracker(run, "m", "fold0", None, {"epochs": 1})  # killed: never finished, never resumed
+    other = FoldTracker(run, "m", "fold1", None, {"epochs": 1})
+    other.finish({"val_log_loss": 0.5})
+    again = FoldTracker(run, "m", "fold0", None, {"epochs": 3})  # a new config: trained from scratch
+    again.finish({"val_log_loss": 0.4})
+    client = MlflowClient(state["uri"])
+    runs = {r.info.run_id: r for r in _nested(client, state["parent_run_id"])}
+    assert runs[killed.run_id].data.tags["ensemble.superseded_by"] == again.run_id
+    assert runs[killed.run_id].info.status == "KILLED"
+    assert "ensemble.superseded_by" not in runs[again.run_id].data.tags | runs[other.run_id].data.tags
+    where = "tags.`ensemble.superseded_by` IS NULL and tags.`ensemble.level` = 'fold'"  # the current models
+    current = client.search_runs([runs[again.run_id].info.experiment_id], filter_string=where)
+    assert {r.info.run_id for r in current} == {again.run_id, other.run_id}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A real `mlflow server` on localhost, with its own store."""
