@@ -184,11 +184,13 @@ def test_fitted_blend_weights_follow_their_members_into_predict_new(run_dir, tmp
     config["models"] = {"r18": config["models"]["r18"],  # a second model whose name sorts first
                         "a18": {**config["models"]["r18"], "epochs": 1, "hidden": [], "refit": False}}
     config["blend"] = {"weights": "fitted"}
+    del config["tracking"]  # untracked: the copy's jobs must not log to the shared run's MLflow parent
     (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     done = snakemake(copy)
     assert done.returncode == 0, done.stderr[-3000:]
     params = json.loads((results(copy) / "postprocess/params.json").read_text())
     assert set(params["weights"]) == {"r18", "a18"} and len(set(params["weights"].values())) == 2
+    assert not (results(copy) / "tracking/mlflow.json").exists()
     done = subprocess.run([sys.executable, "-m", "ensemble", "predict-new", "--run", f"results/{RUN}",
                            "--images", "data/demo/test", "--sample", "data/demo/sample_submission.csv",
                            "--device", "cpu", "--threads", "2", "--out-submission", str(tmp_path / "s.csv")],

@@ -364,6 +364,19 @@ def answer_scores():
 MLFLOW = cfg.mlflow_settings(config["tracking"]["mlflow"])  # None: no tracking
 
 
+def untrack():
+    """With tracking.mlflow unset, the tracking file of an earlier tracked run goes, or its jobs would go on
+    logging to that run's MLflow parent (they find the file by their paths)."""
+    tracking = f"{RESULTS}/tracking/mlflow.json"
+    if not MLFLOW and not REMOTE and workflow.is_main_process and os.path.exists(tracking):
+        os.remove(tracking)
+        print(f"ensemble: tracking.mlflow is not set: removed {tracking}, so no job logs to MLflow",
+              file=sys.stderr)
+
+
+untrack()
+
+
 def mlflow_uri_flag():
     return f"--uri {shlex.quote(MLFLOW['uri'])}" if MLFLOW and MLFLOW.get("uri") else ""
 
