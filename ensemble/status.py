@@ -172,14 +172,14 @@ def stage(folder: Path, jobs: list[Job]) -> str:
     their own, do not count."""
     jobs = [j for j in jobs if not j.member.startswith(ABLATION_PREFIX)]
     done = sum(j.state == "done" for j in jobs)
-    models = [folder / "train" / j.member / j.fold / "metrics.json" for j in jobs]
-    if done == len(jobs):
+    if done == len(jobs):  # every model trained (or none known)
+        models = [folder / "train" / j.member / j.fold / "metrics.json" for j in jobs]
         for output, what in (("submission/submission.csv", "done: submission written"),
                              ("blend/scores.json", "post-processing and submission")):
             if all(_newer(folder / output, m) for m in models):
                 return what
-    if jobs and done == len(jobs):
-        return "predicting and combining"
+        if jobs:
+            return "predicting and combining"
     if any(j.state != "not started" for j in jobs):
         return f"training: {done} of {len(jobs)} jobs done"
     if (folder / "folds" / "folds.csv").exists():

@@ -11,6 +11,7 @@ from ensemble import config as cfg
 from ensemble.backbones import get_backbone
 from ensemble.cache import FORMAT as CACHE_FORMAT
 from ensemble.layout import read_header
+from ensemble.members import trained_parts
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
@@ -228,10 +229,14 @@ def fold_threads(wildcards):
     allocation."""
     if not (workflow.is_main_process and workflow.local_exec):
         return 4  # submitted by a cluster executor, or run on the node it was given (which re-evaluates this)
-    members = ABLATION if wildcards.member in ABLATION else MEMBER_NAMES
-    jobs = [(m, str(f)) for m in members for f in FOLDS] + [(m, "full") for m in members if refits(m)]
-    job = (wildcards.member, wildcards.get("fold", "full"))
+    jobs = ABLATION_JOBS if wildcards.member in ABLATION else TRAINING_JOBS
+    fold = wildcards.get("fold")
+    job = (wildcards.member, "full" if fold is None else f"fold{fold}")
     return cfg.fold_threads(workflow.cores, len(jobs), jobs.index(job))
+
+
+TRAINING_JOBS = [(m.name, part) for m, parts in trained_parts(config) for part in parts]  # the run's, in order
+ABLATION_JOBS = [(m, f"fold{f}") for m in ABLATION for f in FOLDS]  # `snakemake ablation`'s (no refits)
 
 
 def speed_flags(wildcards, input):
