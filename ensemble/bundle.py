@@ -66,8 +66,28 @@ def from_run(run: Path) -> Artifacts:
     def record(member: str, part: str) -> dict:
         return torch.load(run / "train" / member / part / "model.pt", map_location="cpu", weights_only=True)
 
-    return Artifacts(yaml.safe_load((run / "provenance" / "config.yaml").read_text()),
-                     json.loads((run / "postprocess" / "params.json").read_text()), record)
+    config = yaml.safe_load((run / "provenance" / "config.yaml").read_text())
+    require_finished(run, config)
+    return Artifacts(config, json.loads((run / "postprocess" / "params.json").read_text()), record)
+
+
+def require_finished(run: Path, config: dict) -> None:
+    """Refuse a run caught mid-rerun: after a config edit, Snakemake retrains or predicts again some of its
+    models before it fits the post-processing again, so until then the models, their predictions and
+    postprocess/params.json are not of one run. As in Snakemake, a file newer than what was made from it
+    marks the gap."""
+    params = run / "postprocess" / "params.json"
+    fitted = params.stat().st_mtime
+    for member, parts in trained_parts(config):
+        for part in parts:
+            for path in (run / "train" / member.name / part / "model.pt",
+                         run / "predict" / member.name / part / "test.csv"):
+                if not path.exists() or path.stat().st_mtime > fitted:
+                    state = "missing" if not path.exists() else f"newer than {params}"
+                    raise ValueError(f"{run} is not finished: {path} is {state}, so a rerun has changed its "
+                                     f"models since the post-processing was fitted; finish it (snakemake "
+                                     f"--cores all --config run={run.name}) before predicting with it. A copy of "
+                                     "a run folder must keep its files' times (cp -p, rsync -a)")
 
 
 def export(run: Path, out: Path) -> dict:
