@@ -131,3 +131,39 @@ def test_two_phases_resume_across_the_boundary_exactly(fold_data, tmp_path, monk
     _, resumed, _ = _train(fold_data, tmp_path / "resumed", config)
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
+
+
+def test_every_optimizer_the_schema_offers_trains_both_phases(model):
+    """The schema's names are timm's; each builds through make_optimizer in the head and the full phase and
+    moves the weights of that phase alone, at the schedule's rate."""
+    from pathlib import Path
+
+    import yaml
+
+    from ensemble.optim import make_optimizer
+
+    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    names = schema["$defs"]["model"]["properties"]["optimizer"]["enum"]
+    assert {"adamw", "sgd", "muon"} <= set(names)
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    for name in names:
+        for phase in ("head", "full"):
+            torch.manual_seed(0)
+            net = build_model("resnet18", n_classes=3, hidden=[8])
+            config = TrainConfig(backbone="resnet18", optimizer=name, lr=1e-3, head_epochs=1, epochs=1, warmup_epochs=0)
+            optimizer, schedule = make_optimizer(net, config, phase, steps_per_epoch=2)
+            before = {k: v.clone() for k, v in net.state_dict().items()}
+            net.train()
+            for _ in range(2):  # ADOPT's first step only sets its second moment
+                optimizer.zero_grad()
+                torch.nn.functional.cross_entropy(net(x), y).backward()
+                optimizer.step()
+                schedule.step()
+            moved = {k for k, v in net.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])}
+            head_moved = {k for k in moved if k.startswith("head.")}
+            assert head_moved, (name, phase)
+            weights = {k for k in moved if k.endswith("weight") and not k.startswith("head.")}
+            if phase == "head":
+                assert not weights, (name, weights)  # the frozen backbone keeps its weights
+            else:
+                assert "backbone.conv1.weight" in moved, name  # the stem trains too
