@@ -8,9 +8,9 @@ images or table declares that split's stamp as an input. The ``fingerprint`` rul
 the workflow loads, :func:`refresh_stamps` rewrites a stamp whose digest no longer matches the data, so
 Snakemake sees an updated input and reruns exactly the rules that read that split.
 
-Hashing 20,000 photos reads every byte once; the hashes are kept in a store keyed by (path, size, mtime), so
-later loads only ``stat`` the files. A copied folder gets new mtimes and is hashed again, to the same digest,
-so nothing retrains. Snakemake compares small inputs by checksum when their mtime is newer, so a stamp
+Hashing 20,000 photos reads every byte once; the hashes are kept in a store keyed by path, with each file's
+size, mtime and ctime, so later loads only ``stat`` the files. A copied folder is hashed again, to the same
+digest, so nothing retrains. Snakemake compares small inputs by checksum when their mtime is newer, so a stamp
 rewritten with the same digest (or any unchanged small output) triggers nothing downstream.
 
 A model's local weights file is hashed through the same store (:func:`file_digest`); the workflow passes
@@ -43,8 +43,15 @@ def content_hash(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _stat_key(st: os.stat_result) -> list[int]:
+    """What says a file is unchanged since it was hashed: size, mtime and ctime. A same-size rewrite whose
+    mtime is put back (``cp -p``, ``rsync -t``, ``tar -x``, ``touch -r``) still gets a new ctime, which no
+    tool can set, so it is hashed again."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
 class HashStore:
-    """Content hashes of files, reused while a file's (size, mtime) is unchanged; a JSON file on disk."""
+    """Content hashes of files, reused while a file's size, mtime and ctime are unchanged; a JSON file on disk."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -59,16 +66,15 @@ class HashStore:
         (one ``stat`` per file otherwise)."""
         root = os.path.realpath(folder)
         keys = [os.path.join(root, n) for n in names]
-        stats = [os.stat(k) for k in keys]
-        todo = [i for i, (k, s) in enumerate(zip(keys, stats))
-                if (e := self.entries.get(k)) is None or e[0] != s.st_size or e[1] != s.st_mtime_ns]
+        stats = [_stat_key(os.stat(k)) for k in keys]
+        todo = [i for i, (k, s) in enumerate(zip(keys, stats)) if self.entries.get(k, [])[:-1] != s]
         if todo:
             with ThreadPoolExecutor(max(1, threads)) as pool:  # hashlib hashes without the GIL
                 for i, h in zip(todo, pool.map(content_hash, [keys[i] for i in todo])):
-                    self.entries[keys[i]] = [stats[i].st_size, stats[i].st_mtime_ns, h]
+                    self.entries[keys[i]] = [*stats[i], h]
             self.changed = True
             log.info("hashed %d new or changed file(s) of %d", len(todo), len(names))
-        return [self.entries[k][2] for k in keys]
+        return [self.entries[k][-1] for k in keys]
 
     def save(self) -> None:
         if self.changed:
@@ -76,16 +82,21 @@ class HashStore:
             self.changed = False
 
 
-def _images(folder: str | os.PathLike, prefix: str = "") -> list[str]:
+def _images(folder: str | os.PathLike, prefix: str = "", above: frozenset[str] = frozenset()) -> list[str]:
     """The paths of every file under an image folder, relative to it and sorted (an id may name a subfolder:
-    ``sub/x``), without the OS's bookkeeping files; linked folders are not followed."""
+    ``sub/x``), without the OS's bookkeeping files. Linked folders are followed, as the jobs that read the
+    images follow them, except a link back to a folder above it (a loop)."""
+    real = os.path.realpath(folder)
+    if real in above:
+        log.warning("%s links back to %s: not followed", folder, real)
+        return []
     names = []
     with os.scandir(folder) as entries:
         for entry in entries:
             if is_hidden(entry.name):
                 continue
-            if entry.is_dir(follow_symlinks=False):
-                names += _images(entry.path, f"{prefix}{entry.name}/")
+            if entry.is_dir():
+                names += _images(entry.path, f"{prefix}{entry.name}/", above | {real})
             elif entry.is_file():
                 names.append(prefix + entry.name)
     return sorted(names)

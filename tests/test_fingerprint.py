@@ -58,3 +58,27 @@ def test_stamps_of_data_whose_table_is_gone_fail_at_load_unless_a_rule_makes_it(
         fp.refresh_stamps(tiny_dataset, stamps, tmp_path / "store.json", threads=1)
     assert fp.refresh_stamps(tiny_dataset, stamps, tmp_path / "store.json", threads=1, made_by_rule=True) == []
     assert json.loads(stamps["train"].read_text())["files"] == 18  # left for the rule that makes the data
+
+
+def test_a_same_size_rewrite_with_its_mtime_put_back_is_hashed_again(tmp_path):
+    weights, store = tmp_path / "w.pt", tmp_path / "store.json"
+    weights.write_bytes(b"one")
+    times = os.stat(weights)
+    first = fp.file_digest(weights, store)
+    weights.write_bytes(b"two")  # same size; cp -p, rsync -t or touch -r then put the old mtime back
+    os.utime(weights, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert os.stat(weights).st_mtime_ns == times.st_mtime_ns
+    assert fp.file_digest(weights, store) == fp.content_hash(weights) != first
+
+
+def test_images_in_a_linked_folder_count_and_a_link_loop_ends(tiny_dataset, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    Image.new("RGB", (24, 24)).save(outside / "x.jpg")
+    (tiny_dataset / "train" / "linked").symlink_to(outside, target_is_directory=True)
+    (outside / "loop").symlink_to(tiny_dataset / "train", target_is_directory=True)  # back up to the root
+    names = fp._images(tiny_dataset / "train")
+    assert "linked/x.jpg" in names and not any(n.startswith("linked/loop/") for n in names)
+    before = stamps_of(tiny_dataset, tmp_path)
+    Image.new("RGB", (24, 24), "white").save(outside / "x.jpg")  # new pixels behind the link
+    assert stamps_of(tiny_dataset, tmp_path)["train"]["sha256"] != before["train"]["sha256"]
