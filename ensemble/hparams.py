@@ -16,7 +16,7 @@ class TrainConfig:
     hidden: tuple[int, ...] = ()  # widths of the head's hidden layers; (4096,) is the write-up's head
     dropout: float = 0.0  # after each hidden layer
     image_size: int | None = field(default=None, metadata={"type": int})  # px; None: the backbone's own
-    head_epochs: int = 1  # phase 1: backbone frozen, only the head trains (0: no such phase)
+    head_epochs: int = 10  # phase 1: backbone frozen, only the head trains (0: no such phase)
     epochs: int = 9  # phase 2: the whole network trains
     batch_size: int = 32
     lr: float = 1e-3  # peak rate of the head (phase 1), reached after warmup
