@@ -402,6 +402,9 @@ def test_the_ablation_trains_its_rows_on_the_runs_folds_and_only_the_last_uses_t
     assert "--head-epochs 0" in baseline and "--epochs 2" in baseline and "--augment none" in baseline
     assert "--optimizer sgd" in baseline and "--lr 0.05" in baseline
     assert "--folds results/tiny/folds/folds.csv" in baseline  # the run's own folds, not new ones
+    two_phase = re.search(r"python -m ensemble train .*?--out-model results/tiny/train/ablation-two_phase/fold0/",
+                          commands).group(0)
+    assert "--head-epochs 1" in two_phase and "--epochs 2" in two_phase  # head epochs on top of the same 2
 
 
 def test_a_head_phase_plans_one_features_job_that_every_fold_reads(run_dir, tmp_path):
