@@ -43,12 +43,15 @@ def _train_cmd(data: Path, folds: Path, out: Path) -> list[str]:
             "--out-metrics", str(out / "metrics.json")]
 
 
-def _predict(data: Path, folds: Path, out: Path) -> pd.DataFrame:
-    subprocess.run([sys.executable, "-m", "ensemble", "predict", "--data", str(data), "--folds", str(folds),
-                    "--fold", "0", "--model", str(out / "model.pt"), "--threads", "1", "--out-oof",
-                    str(out / "oof.csv"), "--out-test", str(out / "test.csv"), "--out-scores",
-                    str(out / "scores.json")], check=True, capture_output=True)
-    return pd.concat([pd.read_csv(out / "oof.csv"), pd.read_csv(out / "test.csv")])
+def _same(a, b) -> bool:
+    """Two saved objects hold the same values: tensors bit for bit, the rest by ==."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def _start_and_signal(cmd: list[str], checkpoint: Path, sig: int,
@@ -87,10 +90,12 @@ def test_sigkill_mid_epoch_then_rerun_equals_a_run_never_killed(dataset, tmp_pat
     rerun = subprocess.run(_train_cmd(data, folds, killed) + list(recipe), check=True, capture_output=True,
                            text=True)
     assert re.search(r"resuming from .* after epoch [12]", rerun.stderr)
-    a = torch.load(straight / "model.pt", weights_only=True)["model"]
-    b = torch.load(killed / "model.pt", weights_only=True)["model"]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    pd.testing.assert_frame_equal(_predict(data, folds, straight), _predict(data, folds, killed))
+    a = torch.load(straight / "model.pt", weights_only=True)
+    b = torch.load(killed / "model.pt", weights_only=True)
+    assert a["model"].keys() == b["model"].keys() and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    # everything a prediction reads (weights and buffers, EMA or not, snapshots, classes, preprocessing) is equal,
+    # so the two predict alike without running predict twice
+    assert _same(a, b)
 
 
 def test_a_failing_job_shows_as_failed_with_its_line_and_log(dataset, tmp_path):
