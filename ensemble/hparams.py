@@ -32,7 +32,7 @@ class TrainConfig:
     mixup: float = 0.0  # MixUp alpha (0: off)
     cutmix: float = 0.0  # CutMix alpha (0: off); with both on, each batch picks one
     label_smoothing: float = 0.1  # share of each target spread over all classes
-    optimizer: str = "adamw"  # any of timm.optim.list_optimizers(): sgd (Nesterov), adamw, lamb, ...
+    optimizer: str = "nadamw"  # any of timm.optim.list_optimizers(): nadamw, adamw, sgd (Nesterov), lamb, ...
     momentum: float = 0.9  # of the optimizers that have one (sgd, momentum, ...)
     weight_decay: float = 0.05  # on weights only: none on norms and biases
     layer_decay: float | None = field(default=None, metadata={"type": float})  # phase 2: layer i of n at decay**(n-i)
