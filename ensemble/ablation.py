@@ -9,7 +9,7 @@ Rows, each adding one thing to the row before, every one fine-tuning the whole n
    the backbone, with MixUp or CutMix, a forward pass each), then the whole network with rates falling by depth.
 3. ``sgdr``: warm restarts in phase 2 (and snapshot averaging when the step turns it on).
 4. ``augment``: the augmentation preset (and label smoothing, when the step sets it).
-5. ``optimizer``: another optimizer, with its own rate and weight decay (AdamW by default).
+5. ``optimizer``: another optimizer, with its own rate and weight decay (NAdamW by default).
 6. ``layer_decay``: layer-wise rate decay in place of the two-phase step's depth groups.
 7. ``ema``: an exponential moving average of the weights predicts.
 8. ``tta``: test-time augmentation views averaged (predictions of row 7's models).

@@ -2,7 +2,7 @@
 
 Two phases (``ensemble.finetune``): optionally the head alone on a frozen backbone, then the whole network
 with learning rates that fall by depth. Each phase has its own optimizer (any of timm's, by name: SGD with
-Nesterov momentum, AdamW, LAMB, ...) and per-batch warmup + cosine schedule; the loss is log-softmax + NLL, a
+Nesterov momentum, NAdamW, AdamW, LAMB, ...) and per-batch warmup + cosine schedule; the loss is log-softmax + NLL, a
 true multi-class log loss. Optionally gradients are clipped by norm, and an exponential moving average of the
 weights (timm's ``ModelEmaV3``, its decay warming up with the step count) is the model that is validated,
 snapshotted, kept and predicts. A checkpoint after every epoch lets a killed job resume exactly: randomness
