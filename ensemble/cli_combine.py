@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from ensemble.atomic import write_csv, write_json
-from ensemble.config import POSTPROCESS_METHODS, POSTPROCESS_SCOPES
+from ensemble.config import POOLINGS, POSTPROCESS_METHODS, POSTPROCESS_SCOPES
 from ensemble.layout import read_table
 
 log = logging.getLogger("ensemble")
@@ -20,6 +20,7 @@ VERBS = ["average", "blend", "postprocess", "submit", "validate", "score"]
 def add_average(sub) -> None:
     p = sub.add_parser("average", help="one member's folds averaged, raw and each fold tempered; OOF scores")
     p.add_argument("--member", required=True)
+    p.add_argument("--pooling", choices=POOLINGS, required=True, help="how the folds' test tables combine")
     p.add_argument("--oof", type=Path, nargs="+", required=True, help="out-of-fold tables, by fold")
     p.add_argument("--test", type=Path, nargs="+", required=True, help="test tables, by fold")
     p.add_argument("--fold-scores", type=Path, nargs="+", required=True, help="each fold's predict scores")
@@ -38,9 +39,9 @@ def run_average(a) -> None:
 
     member = MemberFolds(a.member, [read_table(p) for p in a.oof], [read_table(p) for p in a.test],
                          read_table(a.refit_test) if a.refit_test else None)
-    oof, test = average_member(member)
+    oof, test = average_member(member, pooling=a.pooling)
     temperatures = fold_temperatures(member)
-    tempered_oof, tempered_test = average_member(member, temperatures)
+    tempered_oof, tempered_test = average_member(member, temperatures, pooling=a.pooling)
     scores = member_scores(oof, [json.loads(p.read_text()) for p in a.fold_scores], a.refit_test is not None)
     for table, path in ((oof, a.out_oof), (test, a.out_test), (tempered_oof, a.out_tempered_oof),
                         (tempered_test, a.out_tempered_test)):
@@ -55,6 +56,7 @@ def run_average(a) -> None:
 def add_blend(sub) -> None:
     p = sub.add_parser("blend", help="blend the members' averages (equal or fitted weights), raw and tempered")
     p.add_argument("--weights", choices=["equal", "fitted"], default="equal")
+    p.add_argument("--pooling", choices=POOLINGS, required=True, help="how the members' tables combine")
     p.add_argument("--members", nargs="+", required=True, help="member names; every list below is in this order")
     p.add_argument("--groups", nargs="+", required=True, help="the model each member belongs to")
     p.add_argument("--oof", type=Path, nargs="+", required=True)
@@ -76,13 +78,14 @@ def run_blend(a) -> None:
     if any(len(x) != len(a.members) for x in lists):
         raise ValueError("--groups, --oof, --test, --tempered-oof and --tempered-test need one entry per member")
     oofs = [read_table(p) for p in a.oof]
-    weights = fit_blend_weights(oofs) if a.weights == "fitted" else equal_weights(len(oofs))
-    oof = blend_oof(oofs, weights)
+    pooling = a.pooling
+    weights = fit_blend_weights(oofs, pooling=pooling) if a.weights == "fitted" else equal_weights(len(oofs))
+    oof = blend_oof(oofs, weights, pooling=pooling)
     write_csv(oof, a.out_oof)
-    write_csv(blend_test([read_table(p) for p in a.test], weights), a.out_test)
-    write_csv(blend_oof([read_table(p) for p in a.tempered_oof], weights), a.out_tempered_oof)
-    write_csv(blend_test([read_table(p) for p in a.tempered_test], weights), a.out_tempered_test)
-    scores = blend_scores(a.members, a.groups, oofs, oof, weights, a.weights)
+    write_csv(blend_test([read_table(p) for p in a.test], weights, pooling=pooling), a.out_test)
+    write_csv(blend_oof([read_table(p) for p in a.tempered_oof], weights, pooling=pooling), a.out_tempered_oof)
+    write_csv(blend_test([read_table(p) for p in a.tempered_test], weights, pooling=pooling), a.out_tempered_test)
+    scores = blend_scores(a.members, a.groups, oofs, oof, weights, a.weights, pooling)
     write_json(scores, a.out_scores)
     log.info("blend of %d member(s): out-of-fold log loss %.4f", len(oofs), scores["overall"]["log_loss"])
 

@@ -18,6 +18,7 @@ from ensemble.members import Member, members
 
 POSTPROCESS_METHODS = ("none", "clip", "temperature", "both")
 POSTPROCESS_SCOPES = ("ensemble", "per_fold")
+POOLINGS = ("arithmetic", "geometric")  # how models' probability tables combine: ensemble.combine.pool
 MEMBER_KEYS = {"seeds": None, "refit": False}  # model keys that pick members, not training settings
 
 

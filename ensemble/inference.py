@@ -117,7 +117,8 @@ def predict_new(artifacts: Artifacts, paths: list[Path], ids: list[str], *, devi
             full = _part_tables(artifacts, member, ["full"], images, ids, loader_args)[0] if refit else None
             members.append(MemberFolds(member, [], tables, full))
     blended = ensemble_test(members, params.get("fold_temperatures", {}),
-                            artifacts.blend_weights([m.name for m in members]))
+                            artifacts.blend_weights([m.name for m in members]),
+                            pooling=config["blend"].get("pooling", "arithmetic"))  # the only one before the key
     fitted = Fitted(params["temperature"], params["floor"], params["ceiling"])
     probs = with_probs(blended, fitted.apply(probabilities(blended)))
     submission = with_probs(probs, clip_rows(probabilities(probs), config["clip"]["floor"], config["clip"]["ceiling"]))

@@ -5,10 +5,10 @@
 - Clipping: every probability into [floor, ceiling], rows renormalised (as Kaggle does after its own clip);
   floor and ceiling chosen on a grid to minimise the Kaggle log loss.
 
-OOF rows come from single models, test rows from the average of k models, which is less confident. So a
-temperature fitted on pooled OOF rows may over-soften the average. ``scope`` chooses where T is fitted:
-``ensemble`` (once, on the pooled OOF, applied after averaging) or ``per_fold`` (on each fold's OOF, applied to
-that fold's test predictions before averaging).
+OOF rows come from single models, test rows from a pool of k models (``ensemble.combine.pool``), which is
+less confident when it is their arithmetic mean. So one T fitted on all the OOF rows need not suit the pool.
+``scope`` chooses where T is fitted: ``ensemble`` (once, on all the OOF rows, applied after pooling) or
+``per_fold`` (on each fold's OOF, applied to that fold's test predictions before pooling).
 """
 
 from __future__ import annotations

@@ -43,16 +43,16 @@ def oof_scores(oof: pd.DataFrame) -> dict:
             "fold_log_loss_mean": float(np.mean(losses)), "fold_log_loss_std": float(np.std(losses))}
 
 
-def seed_gains(oofs: list[pd.DataFrame], groups: list[str]) -> dict:
+def seed_gains(oofs: list[pd.DataFrame], groups: list[str], pooling: str) -> dict:
     """For each model with several seed members: the mean single-seed OOF log loss, the log loss of their
-    average, and the gain (positive: averaging seeds helped)."""
+    pool, and the gain (positive: pooling seeds helped)."""
     out = {}
     for group in dict.fromkeys(groups):
         tables = [t for t, g in zip(oofs, groups, strict=True) if g == group]
         if len(tables) < 2:
             continue
         single = [oof_scores(t)["overall"]["log_loss"] for t in tables]
-        averaged = oof_scores(blend_oof(tables, equal_weights(len(tables))))["overall"]["log_loss"]
+        averaged = oof_scores(blend_oof(tables, equal_weights(len(tables)), pooling=pooling))["overall"]["log_loss"]
         out[group] = {"members": len(tables), "single_seed_log_loss_mean": float(np.mean(single)),
                       "seed_average_log_loss": averaged, "gain": float(np.mean(single)) - averaged}
     return out
@@ -67,8 +67,9 @@ def member_scores(oof: pd.DataFrame, fold_scores: list[dict], refit: bool) -> di
 
 
 def blend_scores(members: list[str], groups: list[str], oofs: list[pd.DataFrame], blended: pd.DataFrame,
-                 weights: list[float], weighting: str) -> dict:
-    """The blend's weights, each member's and the blend's out-of-fold scores, and the gain of seed averaging."""
-    return {"members": members, "weights": weights, "weighting": weighting,
+                 weights: list[float], weighting: str, pooling: str) -> dict:
+    """The blend's weights and pooling, each member's and the blend's out-of-fold scores, and the gain of
+    pooling seeds."""
+    return {"members": members, "weights": weights, "weighting": weighting, "pooling": pooling,
             "member_scores": {m: oof_scores(t)["overall"] for m, t in zip(members, oofs, strict=True)},
-            "seed_averaging": seed_gains(oofs, groups), **oof_scores(blended)}
+            "seed_averaging": seed_gains(oofs, groups, pooling), **oof_scores(blended)}

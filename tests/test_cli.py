@@ -58,7 +58,8 @@ def test_blend_writes_fitted_weights_and_every_models_score(tmp_path):
     _oof(tmp_path / "noise.csv", rng.dirichlet(np.ones(3), size=300), labels, classes)
     noise, good = str(tmp_path / "noise.csv"), str(tmp_path / "good.csv")
     tests = [str(tmp_path / "noise_test.csv"), str(tmp_path / "good_test.csv")]
-    args = ["blend", "--weights", "fitted", "--members", "noise", "good", "--groups", "noise", "good",
+    args = ["blend", "--weights", "fitted", "--pooling", "geometric", "--members", "noise", "good",
+            "--groups", "noise", "good",
             "--oof", noise, good, "--test", *tests, "--tempered-oof", noise, good, "--tempered-test", *tests]
     for name in ("oof", "test", "tempered-oof", "tempered-test"):
         args += [f"--out-{name}", str(tmp_path / f"out-{name}.csv")]
@@ -67,7 +68,7 @@ def test_blend_writes_fitted_weights_and_every_models_score(tmp_path):
     scores = json.loads((tmp_path / "s.json").read_text())
     assert scores["weights"][1] > 0.9 and sum(scores["weights"]) == pytest.approx(1)
     assert set(scores["member_scores"]) == {"noise", "good"}
-    assert scores["members"] == ["noise", "good"]
+    assert scores["members"] == ["noise", "good"] and scores["pooling"] == "geometric"
     best_single = min(s["log_loss"] for s in scores["member_scores"].values())
     assert scores["overall"]["log_loss"] <= best_single + 1e-4  # softmax weights reach 1 only in the limit
 

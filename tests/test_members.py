@@ -26,8 +26,9 @@ def test_seed_gain_is_the_single_seed_mean_minus_the_average():
     labels = rng.integers(0, 2, size=400)
     noisy = [np.clip(np.eye(2)[labels] * 0.7 + 0.15 + rng.normal(0, 0.2, (400, 2)), 0.01, None) for _ in range(3)]
     oofs = [_oof(p / p.sum(1, keepdims=True), labels) for p in noisy]
-    gains = seed_gains(oofs + [oofs[0]], ["m", "m", "m", "solo"])
-    assert set(gains) == {"m"} and gains["m"]["members"] == 3
-    assert gains["m"]["gain"] == pytest.approx(gains["m"]["single_seed_log_loss_mean"]
-                                               - gains["m"]["seed_average_log_loss"])
-    assert gains["m"]["gain"] > 0  # averaging independent noise helps
+    for pooling in ("arithmetic", "geometric"):
+        gains = seed_gains(oofs + [oofs[0]], ["m", "m", "m", "solo"], pooling)
+        assert set(gains) == {"m"} and gains["m"]["members"] == 3
+        assert gains["m"]["gain"] == pytest.approx(gains["m"]["single_seed_log_loss_mean"]
+                                                   - gains["m"]["seed_average_log_loss"])
+        assert gains["m"]["gain"] > 0  # pooling independent noise helps

@@ -62,7 +62,7 @@ def results(run_dir: Path) -> Path:
     return run_dir / "results" / RUN
 
 
-def test_blend_is_the_fold_average_and_the_submission_its_clipped_postprocessing(run_dir):
+def test_blend_is_the_folds_geometric_pool_and_the_submission_its_clipped_postprocessing(run_dir):
     sample = pd.read_csv(run_dir / "data/demo/sample_submission.csv", dtype={"id": str})
     sub = pd.read_csv(results(run_dir) / "submission/submission.csv", dtype={"id": str})
     validate_submission(sub, sample)
@@ -70,8 +70,9 @@ def test_blend_is_the_fold_average_and_the_submission_its_clipped_postprocessing
     members = [pd.read_csv(results(run_dir) / f"predict/r18/{part}/test.csv", dtype={"id": str}).set_index("id")
                for part in ["fold0", "fold1", "fold2", "full"]]  # the full-data refit is one more member
     blend = pd.read_csv(results(run_dir) / "blend/test.csv", dtype={"id": str}).set_index("id")
-    mean = sum(f.loc[sub["id"], classes].to_numpy() for f in members) / 4
-    np.testing.assert_allclose(blend.loc[sub["id"], classes].to_numpy(), mean, atol=1e-7)
+    geometric = np.exp(sum(np.log(f.loc[sub["id"], classes].to_numpy()) for f in members) / 4)  # the default
+    geometric /= geometric.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(blend.loc[sub["id"], classes].to_numpy(), geometric, atol=1e-7)
     post = pd.read_csv(results(run_dir) / "postprocess/test.csv", dtype={"id": str}).set_index("id")
     np.testing.assert_allclose(sub[classes].to_numpy(), clip_rows(post.loc[sub["id"], classes].to_numpy(),
                                                                    0.001, 0.999), atol=1e-7)
@@ -328,6 +329,7 @@ RETRAIN = {"train", "predict", "refit", "predict_refit", "average", "blend", "po
 
 @pytest.mark.parametrize("change,expected", [
     ({"clip": {"floor": 0.01}}, {"submit", "score", "tracking_finish", "all"}),
+    ({"blend": {"pooling": "arithmetic"}}, RETRAIN - {"train", "predict", "refit", "predict_refit"}),
     ({"train": {"workers": 1, "deterministic": True, "compile": True}, "predict": {"batch_size": 7}},
      {"all"}),  # speed only
     ({"tracking": {"mlflow": {"experiment": "elsewhere"}}}, {"tracking_start", "tracking_finish", "all"}),

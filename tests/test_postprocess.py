@@ -4,7 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ensemble.combine import MemberFolds, average_member, blend_oof, blend_test, fit_blend_weights, fold_temperatures
+from ensemble.combine import (
+    MemberFolds,
+    average_member,
+    blend_oof,
+    blend_test,
+    fit_blend_weights,
+    fold_temperatures,
+    pool,
+)
 from ensemble.finalize import finalize
 from ensemble.metrics import kaggle_log_loss
 from ensemble.postprocess import apply_temperature, clip_renormalise, fit, fit_clip, fit_temperature
@@ -58,14 +66,14 @@ def _table(ids, probs, classes, labels=None, fold=None):
     return t
 
 
-def _through_the_dag(members: list[MemberFolds], weights: list[float]):
+def _through_the_dag(members: list[MemberFolds], weights: list[float], pooling: str = "arithmetic"):
     """What the average and blend rules hand post-processing: the blend raw and tempered (each as (OOF, test)),
     and each member's fold temperatures."""
     temperatures = {m.name: fold_temperatures(m) for m in members}
-    raw = [average_member(m) for m in members]
-    tempered = [average_member(m, temperatures[m.name]) for m in members]
-    blend = lambda tables: (blend_oof([o for o, _ in tables], weights),  # noqa: E731
-                            blend_test([t for _, t in tables], weights))
+    raw = [average_member(m, pooling=pooling) for m in members]
+    tempered = [average_member(m, temperatures[m.name], pooling=pooling) for m in members]
+    blend = lambda tables: (blend_oof([o for o, _ in tables], weights, pooling=pooling),  # noqa: E731
+                            blend_test([t for _, t in tables], weights, pooling=pooling))
     return blend(raw), blend(tempered), temperatures
 
 
@@ -75,8 +83,32 @@ def test_blend_weights_find_the_informative_model():
     ids = [f"i{j}" for j in range(len(labels))]
     good = _table(ids, probs, classes, labels, 0)
     noise = _table(ids, np.random.default_rng(1).dirichlet(np.ones(3), size=len(labels)), classes, labels, 0)
-    weights = fit_blend_weights([noise, good])
-    assert weights[1] > 0.9 and sum(weights) == pytest.approx(1) and min(weights) >= 0
+    for pooling in ("arithmetic", "geometric"):
+        weights = fit_blend_weights([noise, good], pooling=pooling)
+        assert weights[1] > 0.9 and sum(weights) == pytest.approx(1) and min(weights) >= 0
+
+
+def test_geometric_pooling_averages_logits_and_arithmetic_the_probabilities():
+    rng = np.random.default_rng(7)
+    logits = rng.normal(0, 3, size=(3, 50, 4))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+    weights = [0.5, 0.3, 0.2]
+    mean_logits = np.tensordot(weights, logits, axes=1)
+    softmax = np.exp(mean_logits) / np.exp(mean_logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(pool(probs, weights, "geometric"), softmax, rtol=1e-10)
+    np.testing.assert_allclose(pool(probs, weights, "arithmetic"), np.tensordot(weights, probs, axes=1))
+    same = pool(np.stack([probs[0]] * 3), weights, "geometric")
+    np.testing.assert_allclose(same, probs[0], rtol=1e-10)  # agreeing models pool to themselves
+    # a probability that underflowed to 0 in one model: that class stays (nearly) ruled out, no NaN
+    zeroed = probs.copy()
+    zeroed[0, :, 0] = 0.0
+    zeroed[0] /= zeroed[0].sum(axis=1, keepdims=True)
+    pooled = pool(zeroed, weights, "geometric")
+    assert np.isfinite(pooled).all() and np.allclose(pooled.sum(axis=1), 1) and (pooled[:, 0] < 1e-100).all()
+    with pytest.raises(ValueError, match="pooling must be one of arithmetic, geometric"):
+        pool(probs, weights, "harmonic")
+    with pytest.raises(ValueError, match="2 weights for 3 models"):
+        pool(probs, [0.5, 0.5], "geometric")
 
 
 def test_finalize_table_and_overconfident_folds():
@@ -114,13 +146,17 @@ def test_a_refit_joins_the_test_average_with_the_folds_mean_temperature():
     refit = _table(test_ids, rng.dirichlet(np.ones(3), size=50), classes)
     plain = MemberFolds("m", oofs, tests)
     with_refit = MemberFolds("m", oofs, tests, refit)
-    _, test = average_member(with_refit)
+    _, test = average_member(with_refit, pooling="arithmetic")
     expected = sum(t[classes].to_numpy() for t in [*tests, refit]) / 3
     np.testing.assert_allclose(test[classes].to_numpy(), expected)
-    pd.testing.assert_frame_equal(average_member(plain)[0], average_member(with_refit)[0])  # no OOF rows of its own
+    _, test = average_member(with_refit, pooling="geometric")
+    geometric = np.cbrt(np.prod([t[classes].to_numpy() for t in [*tests, refit]], axis=0))
+    np.testing.assert_allclose(test[classes].to_numpy(), geometric / geometric.sum(axis=1, keepdims=True))
+    pd.testing.assert_frame_equal(average_member(plain, pooling="geometric")[0],  # no OOF rows of its own
+                                  average_member(with_refit, pooling="geometric")[0])
     ts = fold_temperatures(with_refit)
     assert len(ts) == 3 and ts[2] == pytest.approx(np.sqrt(ts[0] * ts[1]))
-    _, test = average_member(with_refit, ts)
+    _, test = average_member(with_refit, ts, pooling="arithmetic")
     softened = [apply_temperature(t[classes].to_numpy(), x) for t, x in zip([*tests, refit], ts)]
     np.testing.assert_allclose(test[classes].to_numpy(), sum(softened) / 3)
 

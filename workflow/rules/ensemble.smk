@@ -17,6 +17,7 @@ rule average:
         scores=f"{RESULTS}/average/{{member}}/scores.json",
     params:
         refit=refit_flag,
+        pooling=config["blend"]["pooling"],
     conda:
         CONDA_ENV
     log:
@@ -24,7 +25,8 @@ rule average:
     benchmark:
         f"{RESULTS}/benchmarks/average/{{member}}.tsv"
     shell:
-        "python -m ensemble average --member {wildcards.member:q} --oof {input.oof:q} --test {input.test:q}"
+        "python -m ensemble average --member {wildcards.member:q} --pooling {params.pooling}"
+        " --oof {input.oof:q} --test {input.test:q}"
         " --fold-scores {input.fold_scores:q} {params.refit} --out-oof {output.oof:q} --out-test {output.test:q}"
         " --out-tempered-oof {output.tempered_oof:q} --out-tempered-test {output.tempered_test:q}"
         " --out-temperatures {output.temperatures:q} --out-scores {output.scores:q} > {log:q} 2>&1"
@@ -46,6 +48,7 @@ rule blend:
         CONDA_ENV
     params:
         weights=config["blend"]["weights"],
+        pooling=config["blend"]["pooling"],
         members=MEMBER_NAMES,
         groups=member_groups(),
     log:
@@ -53,7 +56,8 @@ rule blend:
     benchmark:
         f"{RESULTS}/benchmarks/blend.tsv"
     shell:
-        "python -m ensemble blend --weights {params.weights} --members {params.members:q} --groups {params.groups:q}"
+        "python -m ensemble blend --weights {params.weights} --pooling {params.pooling}"
+        " --members {params.members:q} --groups {params.groups:q}"
         " --oof {input.oof:q} --test {input.test:q} --tempered-oof {input.tempered_oof:q}"
         " --tempered-test {input.tempered_test:q} --out-oof {output.oof:q} --out-test {output.test:q}"
         " --out-tempered-oof {output.tempered_oof:q} --out-tempered-test {output.tempered_test:q}"
