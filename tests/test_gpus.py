@@ -72,24 +72,24 @@ def _intervals(log_dir: Path) -> dict[str, list[tuple[float, float, str]]]:
     return held
 
 
-def test_six_folds_on_two_fake_gpus_never_share_one(tmp_path):
+def test_four_folds_on_two_fake_gpus_never_share_one(tmp_path):
     data = tmp_path / "data"
     write_kaggle_dataset(data, ["a", "b", "c"], per_class=12, n_test=3, size=32)
-    config = {"run": "g", "data": {"dir": str(data), "answers": None}, "folds": {"k": 6},
+    config = {"run": "g", "data": {"dir": str(data), "answers": None}, "folds": {"k": 4},
               "train": {"device": "auto"},
               "models": {"m": {"backbone": "resnet18", "hidden": [8], "image_size": 32, "head_epochs": 0,
                                "epochs": 1, "batch_size": 8, "precision": "fp32"}}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     env = {"PATH": __import__("os").environ["PATH"], "ENSEMBLE_FAKE_GPUS": "2",
            "ENSEMBLE_GPU_LOCK_DIR": str(tmp_path / "locks"), "HOME": str(tmp_path)}
-    targets = [f"results/g/train/m/fold{k}/metrics.json" for k in range(6)]
-    done = subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), *targets, "--cores", "6",
+    targets = [f"results/g/train/m/fold{k}/metrics.json" for k in range(4)]
+    done = subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), *targets, "--cores", "4",
                            "--resources", "gpu=2", "--set-threads", "train=1"], capture_output=True, text=True,
                           env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     held = _intervals(tmp_path / "logs/g/train")
     assert set(held) == {"0", "1"}, held  # both GPUs used
-    assert sum(len(v) for v in held.values()) == 6
+    assert sum(len(v) for v in held.values()) == 4
     for slot, spans in held.items():
         spans.sort()
         for (_, end, a), (start, _, b) in zip(spans, spans[1:]):

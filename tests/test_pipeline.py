@@ -187,7 +187,8 @@ def test_fitted_blend_weights_follow_their_members_into_predict_new(run_dir, tmp
     config["blend"] = {"weights": "fitted"}
     del config["tracking"]  # untracked: the copy's jobs must not log to the shared run's MLflow parent
     (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    done = snakemake(copy)
+    done = snakemake(copy, f"results/{RUN}/submission/submission.csv",  # and what predict-new reads, not the plots
+                     f"results/{RUN}/provenance/config.yaml")
     assert done.returncode == 0, done.stderr[-3000:]
     params = json.loads((results(copy) / "postprocess/params.json").read_text())
     assert set(params["weights"]) == {"r18", "a18"} and len(set(params["weights"].values())) == 2
