@@ -80,8 +80,10 @@ def test_sigkill_mid_epoch_then_rerun_equals_a_run_never_killed(dataset, tmp_pat
     data, folds = dataset
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     # the run never killed trains beside the one killed and rerun: one thread each, so the same bits
-    reference = subprocess.Popen(_train_cmd(data, folds, straight) + list(recipe), stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "straight.log"  # a file, not a pipe: nobody reads it while the reference writes
+    with log.open("w") as err:
+        reference = subprocess.Popen(_train_cmd(data, folds, straight) + list(recipe), stdout=subprocess.DEVNULL,
+                                     stderr=err)
     states = []
     done = _start_and_signal(_train_cmd(data, folds, killed) + list(recipe), killed / "ckpt.pt", signal.SIGKILL,
                              states)
@@ -92,8 +94,7 @@ def test_sigkill_mid_epoch_then_rerun_equals_a_run_never_killed(dataset, tmp_pat
     rerun = subprocess.run(_train_cmd(data, folds, killed) + list(recipe), check=True, capture_output=True,
                            text=True)
     assert re.search(r"resuming from .* after epoch [12]", rerun.stderr)
-    _, err = reference.communicate(timeout=300)
-    assert reference.returncode == 0, err[-2000:]
+    assert reference.wait(timeout=300) == 0, log.read_text()[-2000:]
     a = torch.load(straight / "model.pt", weights_only=True)
     b = torch.load(killed / "model.pt", weights_only=True)
     assert a["model"].keys() == b["model"].keys() and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
