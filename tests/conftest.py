@@ -76,8 +76,9 @@ def fold_data(tiny_dataset):
 # ended: for runs that sleep most of their time (the fake-SLURM DAG waits on the executor's status polls), so
 # they overlap the CPU-bound tests instead of adding their wall time to the suite's; such tests run last.
 # `start` returns an object with stop(); the test gets it from the `background` fixture. Deselected tests start
-# nothing. Under pytest-xdist every worker starts it (which one runs the test is not known yet) and the others
-# stop theirs when they finish: a few seconds of CPU each.
+# nothing. Under pytest-xdist every worker starts it, since which one runs the test is not known yet, and the
+# others stop theirs when they finish. The fake-SLURM run is not free: about 100 core-seconds over its two
+# minutes, so the duplicate slows the costly shared runs that start beside it.
 BACKGROUND = pytest.StashKey[object]()
 
 

@@ -153,8 +153,9 @@ def sbatch_calls(log: Path) -> list[dict]:
 class SlurmRun:
     """The DAG through the SLURM profile and the fake SLURM commands, run in the background from collection on.
 
-    Of its one to two minutes it spends about 8 s on the CPU; the rest is the executor asleep between status
-    polls, which is why conftest.py starts it early and the test only waits for it."""
+    It runs one to two minutes, with the two cores about half busy (its jobs: about 100 core-seconds); the rest
+    is the executor asleep between status polls, which is why conftest.py starts it early and the test only
+    waits for it."""
 
     def __init__(self, root: Path):
         self.root, self.workdir, self.state = root, make_workdir(root / "work"), root / "slurm"
