@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -72,18 +74,30 @@ def fold_data(tiny_dataset):
                     val["breed"].map(index).tolist(), val["id"].tolist())
 
 
-# A test marked `@pytest.mark.background.with_args(start)` waits on a run that `start(folder)` began when collection
-# ended: for runs that sleep most of their time (the fake-SLURM DAG waits on the executor's status polls), so
-# they overlap the CPU-bound tests instead of adding their wall time to the suite's; such tests run last.
-# `start` returns an object with stop(); the test gets it from the `background` fixture. Deselected tests start
-# nothing. Under pytest-xdist every worker starts it, since which one runs the test is not known yet, and the
-# others stop theirs when they finish. The fake-SLURM run is not free: about 100 core-seconds over its two
-# minutes, so the duplicate slows the costly shared runs that start beside it.
+# A test marked `@pytest.mark.background.with_args(Run)` waits on a run begun when collection ended: for runs that
+# sleep most of their time (the fake-SLURM DAG waits on the executor's status polls), so they overlap the CPU-bound
+# tests instead of adding their wall time to the suite's; such tests run last. `Run(folder)` names the run's files
+# without starting anything; `start()` begins it, `stop()` ends it and removes the folder. The test gets the
+# object from the `background` fixture, which stops the run after the test. Deselected tests start nothing.
+# Under pytest-xdist each worker collects every test and which one runs it is not known yet, so the first worker
+# to create the run's folder starts it and the others attach to the same folder: the run must be one a process
+# that did not start it can wait on (it reports through files). The last worker to finish stops what is left.
 BACKGROUND = pytest.StashKey[object]()
+BACKGROUND_ROOT = pytest.StashKey[Path]()
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "background(start): start(folder) runs from collection on; see conftest")
+    config.addinivalue_line("markers", "background(Run): Run(folder).start() runs from collection on; see conftest")
+
+
+def background_root(config) -> Path:
+    """Where background runs live: the same folder in every worker of one xdist run (they share its run id);
+    alone, a new folder."""
+    if uid := os.environ.get("PYTEST_XDIST_TESTRUNUID"):
+        return Path(tempfile.gettempdir()) / f"ensemble-background-{uid}"
+    if BACKGROUND_ROOT not in config.stash:
+        config.stash[BACKGROUND_ROOT] = Path(tempfile.mkdtemp(prefix="ensemble-background-"))
+    return config.stash[BACKGROUND_ROOT]
 
 
 # Fixtures that build something costly once per module or session (a DAG run, a server). The suite runs on two
@@ -103,18 +117,39 @@ def pytest_collection_modifyitems(items):
 def pytest_collection_finish(session):
     if session.config.option.collectonly:
         return
+    root = background_root(session.config)
     for item in session.items:
         if marker := item.get_closest_marker("background"):
-            item.stash[BACKGROUND] = marker.args[0](Path(tempfile.mkdtemp(prefix="ensemble-background-")))
+            folder = root / hashlib.md5(item.nodeid.encode()).hexdigest()[:12]
+            item.stash[BACKGROUND] = run = marker.args[0](folder)
+            try:
+                folder.mkdir(parents=True)  # atomic: one worker creates it and starts the run
+            except FileExistsError:
+                continue
+            run.start()
 
 
 def pytest_sessionfinish(session):
-    for item in session.items:
-        if (run := item.stash.get(BACKGROUND, None)) is not None:
-            run.stop()
+    """The last worker out (or the only process) stops the runs whose tests did not run, and removes the root."""
+    runs = [item.stash[BACKGROUND] for item in session.items if BACKGROUND in item.stash]
+    if not runs:
+        return
+    root = background_root(session.config)
+    with (root / "finished").open("a+") as finished:
+        fcntl.flock(finished, fcntl.LOCK_EX)  # released when the file closes
+        finished.write("x")
+        finished.seek(0)
+        last = len(finished.read()) >= int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        if last:
+            for run in runs:
+                run.stop()
+    if last:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
 def background(request):
-    """What the test's `background` marker started."""
-    return request.node.stash[BACKGROUND]
+    """The run the test's `background` marker started; stopped after the test."""
+    run = request.node.stash[BACKGROUND]
+    yield run
+    run.stop()

@@ -10,14 +10,18 @@ in the background from the end of collection on (see SlurmRun and conftest.py).
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
 import re
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -155,40 +159,52 @@ class SlurmRun:
 
     It runs one to two minutes, with the two cores about half busy (its jobs: about 100 core-seconds); the rest
     is the executor asleep between status polls, which is why conftest.py starts it early and the test only
-    waits for it."""
+    waits for it. It reports through files in its folder (the output, the exit status, the process group), so a
+    pytest-xdist worker other than the one that started it can wait on it and stop it."""
 
     def __init__(self, root: Path):
-        self.root, self.workdir, self.state = root, make_workdir(root / "work"), root / "slurm"
+        self.root, self.workdir, self.state = root, root / "work", root / "slurm"
+        self.log, self.status, self.group = root / "snakemake.log", root / "returncode", root / "pgid"
         self.env = outside_a_job({
             **os.environ, "PATH": f"{FAKE_SLURM}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM_DIR": str(self.state),
             "FAKE_SLURM_ACCOUNTS": "your-account",  # the profile's placeholder passes the account check
             "ENSEMBLE_GPU_LOCK_DIR": str(root / "gpu-locks")})  # as on a node: one folder for its jobs
-        demo = CONFIG["demo"]  # made here rather than by a job: a shorter first queue round
-        self.demo = subprocess.run(
-            [sys.executable, "-m", "ensemble", "demo-data", "--out", str(self.workdir / "data/demo"), "--classes",
-             str(demo["classes"]), "--train", str(demo["train"]), "--test", str(demo["test"]), "--size",
-             str(demo["size"]), "--seed", "0"], capture_output=True, text=True, timeout=120)
-        self.process, self.log = None, root / "snakemake.log"
-        if self.demo.returncode == 0:
-            self.process = subprocess.Popen(
-                snakemake_command(self.workdir, f"results/{RUN}/submission/submission.csv", "--profile",
-                                  str(PROFILES / "slurm"), "--slurm-init-seconds-before-status-checks", "1",
-                                  "--seconds-between-status-checks", "1", "--set-threads", "train=1", "predict=1",
-                                  "lr_find=1", "check_inputs=1"),
-                cwd=self.workdir, env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+
+    def start(self):
+        """The demo data (made here rather than by a job: a shorter first queue round), then the DAG, in a
+        process group of their own; the exit status lands in a file when they end."""
+        make_workdir(self.workdir)
+        demo = CONFIG["demo"]
+        data = [sys.executable, "-m", "ensemble", "demo-data", "--out", str(self.workdir / "data/demo"), "--classes",
+                str(demo["classes"]), "--train", str(demo["train"]), "--test", str(demo["test"]), "--size",
+                str(demo["size"]), "--seed", "0"]
+        dag = snakemake_command(self.workdir, f"results/{RUN}/submission/submission.csv", "--profile",
+                                str(PROFILES / "slurm"), "--slurm-init-seconds-before-status-checks", "1",
+                                "--seconds-between-status-checks", "1", "--set-threads", "train=1", "predict=1",
+                                "lr_find=1", "check_inputs=1")
+        script = (f"{shlex.join(data)} && {shlex.join(dag)}; "
+                  f"echo $? > {shlex.quote(f'{self.status}.part')} && mv {shlex.quote(f'{self.status}.part')} "
+                  f"{shlex.quote(str(self.status))}")
+        with self.log.open("w") as log:
+            process = subprocess.Popen(["sh", "-c", script], cwd=self.workdir, env=self.env, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = process  # the starting worker keeps it, so it is reaped rather than garbage
+        self.group.write_text(str(process.pid))
 
     def wait(self, timeout: int) -> tuple[int, str]:
-        """(return code, output) of Snakemake; the demo data's when that failed."""
-        if self.process is None:
-            return self.demo.returncode, self.demo.stdout + self.demo.stderr
-        self.process.wait(timeout=timeout)
-        return self.process.returncode, self.log.read_text()
+        """(exit status, output) of the demo data and Snakemake."""
+        deadline = time.monotonic() + timeout
+        while not self.status.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the SLURM run did not end in {timeout} s:\n{self.log.read_text()[-3000:]}")
+            time.sleep(1)
+        return int(self.status.read_text()), self.log.read_text()
 
     def stop(self):
-        """Kill Snakemake if it still runs, cancel its fake jobs, and remove the folder."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        """Kill Snakemake if it still runs, cancel its fake jobs, and remove the folder (again: a no-op)."""
+        if self.group.exists() and not self.status.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(self.group.read_text()), signal.SIGKILL)
         jobs = self.state / "jobs"
         running = [p.stem for p in jobs.glob("*.json") if json.loads(p.read_text())["state"] in ("PENDING", "RUNNING")]
         if running:
