@@ -81,6 +81,6 @@ def describe(variants_: dict[str, dict], tta: list[str]) -> dict[str, str]:
         "optimizer": f"+ {opt['optimizer']} lr {opt['lr']}, weight decay {opt['weight_decay']}",
         "layer_decay": f"+ layer decay {v['layer_decay']['layer_decay']} (in place of the LR groups)",
         "ema": f"+ EMA of the weights, decay {v['ema']['ema']}",
-        "tta": f"+ TTA {'+'.join(tta)}",
+        "tta": f"+ TTA {', '.join(tta)}",
         "clip": "+ fitted clip (cross-fitted over folds)",
     }

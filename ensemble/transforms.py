@@ -14,8 +14,9 @@ Augmentation presets for training; no vertical flips anywhere, since photos have
   Python's ``random``, which training seeds per epoch like torch's.
 
 Eval: resize the shorter side to size / crop_pct, centre-crop ``size``.
-TTA views: ``original`` (the eval transform), ``hflip``, ``scale:S`` (resize to S times the eval resize, then
-centre-crop), ``five_crop`` (four corners and the centre of the eval resize: five views).
+TTA views: ``original`` (the eval transform), ``hflip`` (its mirror), ``scale:S`` (resize to S times the eval
+resize, then centre-crop), ``hflip+scale:S`` (its mirror), ``five_crop`` (four corners and the centre of the eval
+resize: five views).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 PRESETS = ("none", "light", "standard", "heavy", "timm")
-VIEW_NAMES = ("original", "hflip", "scale:S", "five_crop")
 
 
 def _to_tensor() -> list:
@@ -90,25 +90,33 @@ class _Corner:
         return TF.five_crop(image, [self.size, self.size])[self.index]
 
 
+def _view_steps(view: str, size: int, crop_pct: float, interpolation: str) -> list:
+    """The steps of one TTA view other than five_crop, before the tensor conversion."""
+    if view == "original":
+        return _eval_steps(size, crop_pct, interpolation)
+    if view == "hflip":
+        return [*_eval_steps(size, crop_pct, interpolation), v2.RandomHorizontalFlip(p=1.0)]
+    if view.startswith("hflip+scale:"):
+        return [*_view_steps(view.removeprefix("hflip+"), size, crop_pct, interpolation),
+                v2.RandomHorizontalFlip(p=1.0)]
+    if view.startswith("scale:"):
+        factor = float(view.split(":", 1)[1])
+        return [v2.Resize(round(size / crop_pct * factor), interpolation=mode(interpolation), antialias=True),
+                v2.CenterCrop(size)]
+    raise ValueError(f"unknown TTA view {view!r}; valid: original, hflip, scale:<factor>, hflip+scale:<factor>, "
+                     "five_crop")
+
+
 def tta_transforms(views: list[str], size: int, crop_pct: float,
                    interpolation: str = "bilinear") -> dict[str, v2.Compose]:
     """{view name: transform} for test-time augmentation; ``five_crop`` expands into five named views."""
     out: dict[str, v2.Compose] = {}
-    resize, how = round(size / crop_pct), mode(interpolation)
     for view in views:
-        if view == "original":
-            out[view] = eval_transform(size, crop_pct, interpolation)
-        elif view == "hflip":
-            out[view] = v2.Compose([*_eval_steps(size, crop_pct, interpolation), v2.RandomHorizontalFlip(p=1.0),
-                                    *_to_tensor()])
-        elif view.startswith("scale:"):
-            factor = float(view.split(":", 1)[1])
-            out[view] = v2.Compose([v2.Resize(round(resize * factor), interpolation=how, antialias=True),
-                                    v2.CenterCrop(size), *_to_tensor()])
-        elif view == "five_crop":
+        if view == "five_crop":
+            resize = round(size / crop_pct)
             for i, name in enumerate(FIVE_CROP):
-                out[f"five_crop:{name}"] = v2.Compose([v2.Resize(resize, interpolation=how, antialias=True),
-                                                       _Corner(size, i), *_to_tensor()])
+                out[f"five_crop:{name}"] = v2.Compose([v2.Resize(resize, interpolation=mode(interpolation),
+                                                                 antialias=True), _Corner(size, i), *_to_tensor()])
         else:
-            raise ValueError(f"unknown TTA view {view!r}; valid: original, hflip, scale:<factor>, five_crop")
+            out[view] = v2.Compose([*_view_steps(view, size, crop_pct, interpolation), *_to_tensor()])
     return out

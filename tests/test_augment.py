@@ -63,16 +63,21 @@ def test_the_timm_preset_is_timms_own_train_transform_seeded_like_the_rest(image
 
 
 def test_tta_views(image):
-    views = tta_transforms(["original", "hflip", "scale:1.2", "five_crop"], 32, 0.875)
-    assert list(views) == view_names(["original", "hflip", "scale:1.2", "five_crop"])
-    assert len(views) == 8
+    names = ["original", "hflip", "scale:1.2", "hflip+scale:1.2", "five_crop"]
+    views = tta_transforms(names, 32, 0.875)
+    assert list(views) == view_names(names)
+    assert len(views) == 9
     original = views["original"](image)
     assert torch.equal(views["hflip"](image), original.flip(-1))
     assert original.dtype == torch.uint8  # the model normalises whole batches
     assert torch.equal(views["five_crop:centre"](image), original)
-    assert not torch.equal(views["scale:1.2"](image), original)
+    zoomed = views["scale:1.2"](image)
+    assert not torch.equal(zoomed, original) and zoomed.shape == original.shape
+    assert torch.equal(views["hflip+scale:1.2"](image), zoomed.flip(-1))
     with pytest.raises(ValueError, match="unknown TTA view"):
         tta_transforms(["vflip"], 32, 0.875)
+    with pytest.raises(ValueError, match="unknown TTA view"):
+        tta_transforms(["hflip+five_crop"], 32, 0.875)
 
 
 def test_tta_averages_probabilities_of_the_views(fold_data, tiny_dataset, tmp_path):
