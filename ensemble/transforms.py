@@ -14,9 +14,10 @@ Augmentation presets for training; no vertical flips anywhere, since photos have
   Python's ``random``, which training seeds per epoch like torch's.
 
 Eval: resize the shorter side to size / crop_pct, centre-crop ``size``.
-TTA views: ``original`` (the eval transform), ``hflip`` (its mirror), ``scale:S`` (resize to S times the eval
-resize, then centre-crop), ``hflip+scale:S`` (its mirror), ``five_crop`` (four corners and the centre of the eval
-resize: five views).
+TTA views: ``original`` (the eval transform), ``hflip`` (its mirror), ``full`` (resized so the shorter side is
+the crop size, then centre-cropped: the whole centre square, nothing cut from the shorter side), ``scale:S``
+(resize to S times the eval resize, then centre-crop: S > 1 zooms in on the centre), ``hflip+full`` and
+``hflip+scale:S`` (their mirrors), ``five_crop`` (four corners and the centre of the eval resize: five views).
 """
 
 from __future__ import annotations
@@ -92,19 +93,25 @@ class _Corner:
 
 def _view_steps(view: str, size: int, crop_pct: float, interpolation: str) -> list:
     """The steps of one TTA view other than five_crop, before the tensor conversion."""
+    how = mode(interpolation)
     if view == "original":
         return _eval_steps(size, crop_pct, interpolation)
     if view == "hflip":
         return [*_eval_steps(size, crop_pct, interpolation), v2.RandomHorizontalFlip(p=1.0)]
-    if view.startswith("hflip+scale:"):
+    if view.startswith("hflip+") and view.removeprefix("hflip+").startswith(("full", "scale:")):
         return [*_view_steps(view.removeprefix("hflip+"), size, crop_pct, interpolation),
                 v2.RandomHorizontalFlip(p=1.0)]
+    if view == "full":
+        return [v2.Resize(size, interpolation=how, antialias=True), v2.CenterCrop(size)]
     if view.startswith("scale:"):
         factor = float(view.split(":", 1)[1])
-        return [v2.Resize(round(size / crop_pct * factor), interpolation=mode(interpolation), antialias=True),
-                v2.CenterCrop(size)]
-    raise ValueError(f"unknown TTA view {view!r}; valid: original, hflip, scale:<factor>, hflip+scale:<factor>, "
-                     "five_crop")
+        resize = round(size / crop_pct * factor)
+        if resize < size:
+            raise ValueError(f"TTA view {view!r} resizes to {resize} px, below the {size} px crop (the eval resize "
+                             f"is {round(size / crop_pct)} px); use full for the whole centre square")
+        return [v2.Resize(resize, interpolation=how, antialias=True), v2.CenterCrop(size)]
+    raise ValueError(f"unknown TTA view {view!r}; valid: original, hflip, full, scale:<factor>, hflip+full, "
+                     "hflip+scale:<factor>, five_crop")
 
 
 def tta_transforms(views: list[str], size: int, crop_pct: float,

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 from test_train import CONFIG, _train
 from torch.utils.data import DataLoader, TensorDataset
+from torchvision.transforms import v2
 
 from ensemble.folds import assign_folds
 from ensemble.hparams import TrainConfig
@@ -63,10 +64,10 @@ def test_the_timm_preset_is_timms_own_train_transform_seeded_like_the_rest(image
 
 
 def test_tta_views(image):
-    names = ["original", "hflip", "scale:1.2", "hflip+scale:1.2", "five_crop"]
+    names = ["original", "hflip", "full", "hflip+full", "scale:1.2", "hflip+scale:1.2", "five_crop"]
     views = tta_transforms(names, 32, 0.875)
     assert list(views) == view_names(names)
-    assert len(views) == 9
+    assert len(views) == 11
     original = views["original"](image)
     assert torch.equal(views["hflip"](image), original.flip(-1))
     assert original.dtype == torch.uint8  # the model normalises whole batches
@@ -74,6 +75,11 @@ def test_tta_views(image):
     zoomed = views["scale:1.2"](image)
     assert not torch.equal(zoomed, original) and zoomed.shape == original.shape
     assert torch.equal(views["hflip+scale:1.2"](image), zoomed.flip(-1))
+    whole = views["full"](image)  # the shorter side whole, at the crop size; the longer one's ends cut
+    assert torch.equal(whole, v2.ToImage()(v2.CenterCrop(32)(v2.Resize(32, antialias=True)(image))))
+    assert torch.equal(views["hflip+full"](image), whole.flip(-1))
+    with pytest.raises(ValueError, match="below the 32 px crop"):
+        tta_transforms(["scale:0.8"], 32, 0.875)
     with pytest.raises(ValueError, match="unknown TTA view"):
         tta_transforms(["vflip"], 32, 0.875)
     with pytest.raises(ValueError, match="unknown TTA view"):
