@@ -117,10 +117,9 @@ def pytest_collection_modifyitems(items):
 def pytest_collection_finish(session):
     if session.config.option.collectonly:
         return
-    root = background_root(session.config)
     for item in session.items:
         if marker := item.get_closest_marker("background"):
-            folder = root / hashlib.md5(item.nodeid.encode()).hexdigest()[:12]
+            folder = background_root(session.config) / hashlib.md5(item.nodeid.encode()).hexdigest()[:12]
             item.stash[BACKGROUND] = run = marker.args[0](folder)
             try:
                 folder.mkdir(parents=True)  # atomic: one worker creates it and starts the run
@@ -140,10 +139,9 @@ def pytest_sessionfinish(session):
         finished.write("x")
         finished.seek(0)
         last = len(finished.read()) >= int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-        if last:
-            for run in runs:
-                run.stop()
     if last:
+        for run in runs:
+            run.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -182,14 +182,12 @@ class SlurmRun:
                                 str(PROFILES / "slurm"), "--slurm-init-seconds-before-status-checks", "1",
                                 "--seconds-between-status-checks", "1", "--set-threads", "train=1", "predict=1",
                                 "lr_find=1", "check_inputs=1")
-        script = (f"{shlex.join(data)} && {shlex.join(dag)}; "
-                  f"echo $? > {shlex.quote(f'{self.status}.part')} && mv {shlex.quote(f'{self.status}.part')} "
-                  f"{shlex.quote(str(self.status))}")
-        with self.log.open("w") as log:
-            process = subprocess.Popen(["sh", "-c", script], cwd=self.workdir, env=self.env, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-        self.process = process  # the starting worker keeps it, so it is reaped rather than garbage
-        self.group.write_text(str(process.pid))
+        part, status = shlex.quote(f"{self.status}.part"), shlex.quote(str(self.status))
+        script = f"{shlex.join(data)} && {shlex.join(dag)}; echo $? > {part} && mv {part} {status}"
+        with self.log.open("w") as log:  # the starting worker keeps the process, so that it is reaped
+            self.process = subprocess.Popen(["sh", "-c", script], cwd=self.workdir, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        self.group.write_text(str(self.process.pid))
 
     def wait(self, timeout: int) -> tuple[int, str]:
         """(exit status, output) of the demo data and Snakemake."""
