@@ -6,7 +6,8 @@ Rows, each adding one thing to the row before, every one fine-tuning the whole n
    with Nesterov momentum, ``ablation.baseline``), one cosine cycle, no augmentation (eval crops), no label
    smoothing, no TTA, no post-processing.
 2. ``two_phase``: head epochs on a frozen backbone first (on cached features they cost next to nothing; through
-   the backbone, with MixUp or CutMix, a forward pass each), then the whole network with rates falling by depth.
+   the backbone, with MixUp or CutMix, a forward pass each), then the whole network with rates falling by depth
+   (and the first stages kept frozen, when the step sets ``freeze_stages``).
 3. ``sgdr``: warm restarts in phase 2 (and snapshot averaging when the step turns it on).
 4. ``augment``: the augmentation preset (and label smoothing, when the step sets it).
 5. ``optimizer``: another optimizer, with its own rate and weight decay (NAdamW by default).
@@ -28,8 +29,9 @@ STEPS = (*TRAINED, "tta", "clip")
 PREFIX = "ablation-"
 PLAIN = {"head_epochs": 0, "lr_groups": 1, "lr_ratio": 1.0, "finetune_lr_scale": 1.0, "cycle_epochs": None,
          "cycle_mult": 1.0, "cycle_decay": 1.0, "snapshots": False, "augment": "none", "mixup": 0.0, "cutmix": 0.0,
-         "label_smoothing": 0.0, "keep": "last", "patience": 0, "layer_decay": None, "ema": 0.0, "clip_grad": None}
-TWO_PHASE_KEYS = ("head_epochs", "lr_groups", "lr_ratio", "finetune_lr_scale")
+         "label_smoothing": 0.0, "keep": "last", "patience": 0, "layer_decay": None, "ema": 0.0, "clip_grad": None,
+         "freeze_stages": 0}
+TWO_PHASE_KEYS = ("head_epochs", "freeze_stages", "lr_groups", "lr_ratio", "finetune_lr_scale")
 SGDR_KEYS = ("cycle_epochs", "cycle_mult", "cycle_decay", "snapshots")
 AUGMENT_KEYS = ("augment", "label_smoothing", "mixup", "cutmix")
 OPTIMIZER_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "warmup_epochs", "clip_grad")
@@ -72,8 +74,9 @@ def describe(variants_: dict[str, dict], tta: list[str]) -> dict[str, str]:
     return {
         "baseline": f"{base['backbone']}, {base['epochs']} epochs whole network, {base['optimizer']} lr "
                     f"{base['lr']}, one cosine cycle, no augmentation",
-        "two_phase": f"+ {two['head_epochs']} head epochs frozen, then {two['lr_groups']} LR groups x "
-                     f"{two['lr_ratio']} (scale {two['finetune_lr_scale']})",
+        "two_phase": f"+ {two['head_epochs']} head epochs frozen, then "
+                     + (f"the first {two['freeze_stages']} stages kept frozen, " if two["freeze_stages"] else "")
+                     + f"{two['lr_groups']} LR groups x {two['lr_ratio']} (scale {two['finetune_lr_scale']})",
         "sgdr": f"+ SGDR cycles of {sg['cycle_epochs']} epochs (x{sg['cycle_mult']})"
                 + (", snapshot average" if sg["snapshots"] else ""),
         "augment": f"+ augmentation '{aug['augment']}'" + (f", label smoothing {aug['label_smoothing']}"

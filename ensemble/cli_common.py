@@ -96,6 +96,7 @@ def add_train_config(p) -> None:
     p.add_argument("--momentum", type=float, default=d.momentum)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--layer-decay", type=float, default=d.layer_decay)
+    p.add_argument("--freeze-stages", type=int, default=d.freeze_stages)
     p.add_argument("--ema", type=float, default=d.ema)
     p.add_argument("--clip-grad", type=float, default=d.clip_grad)
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)

@@ -1,14 +1,17 @@
 """Freeze, then unfreeze with learning rates that fall by depth, and weight decay only where it belongs.
 
 Phase ``head``: the backbone is frozen (no gradients, BatchNorm layers in eval mode so their running
-statistics do not move) and only the head trains. Phase ``full``: everything trains, each backbone layer at
-a multiple of the head's rate that falls towards the stem, in one of two ways:
+statistics do not move) and only the head trains. Phase ``full``: everything trains but the first stages it
+keeps frozen (``freeze_stages``, as detectron2's ``FREEZE_AT``: no gradients, so no backward pass through
+them either, while their BatchNorm statistics still follow the new images), each backbone layer at a
+multiple of the head's rate that falls towards the stem, in one of two ways:
 - ``layer_decay`` (BEiT, arXiv:2106.08254; timm's ``--layer-decay``): layer i of n (0 = stem) trains at
   ``lr * layer_decay**(n - i)``;
 - ``lr_groups`` / ``lr_ratio`` (ULMFiT's discriminative rates, arXiv:1801.06146): the layers split into
   ``lr_groups - 1`` contiguous chunks at ``lr * ratio``, ``lr * ratio**2``, ... down to the stem.
 Layers are timm's own grouping for timm backbones (``group_matcher``) and blocks (the first two levels of the
-parameter names) for torchvision's. As in timm, norms and biases get no weight decay.
+parameter names) for torchvision's. Stages are timm's coarse grouping (the stem, then each stage of blocks),
+with matchers of the same form for torchvision's families. As in timm, norms and biases get no weight decay.
 """
 
 from __future__ import annotations
@@ -30,6 +33,43 @@ def set_train_mode(model: Classifier, frozen_backbone: bool) -> None:
     model.train()
     if frozen_backbone:
         model.backbone.eval()
+
+
+# timm's coarse group matchers (the stem, then the stages of blocks), written for torchvision's families
+TORCHVISION_STAGES = {
+    "ResNet": {"stem": r"^conv1|^bn1", "blocks": r"^layer(\d+)"},
+    "RegNet": {"stem": r"^stem", "blocks": r"^trunk_output\.block(\d+)"},
+    "EfficientNet": {"stem": r"^features\.0\.", "blocks": r"^features\.(\d+)"},
+}
+
+
+def stage_ids(backbone: nn.Module) -> dict[str, int]:
+    """{parameter name: stage}, 0 = the stem, then each stage of blocks in forward order (timm's coarse
+    grouping; for a ViT, which has no stages, each block)."""
+    from timm.models import group_parameters
+
+    if hasattr(backbone, "group_matcher"):
+        matcher = backbone.group_matcher(coarse=True)
+    elif type(backbone).__name__ in TORCHVISION_STAGES:
+        matcher = TORCHVISION_STAGES[type(backbone).__name__]
+    else:
+        raise ValueError(f"no stages known for a {type(backbone).__name__} backbone: set freeze_stages: 0")
+    return group_parameters(backbone, matcher, reverse=True)
+
+
+def freeze_stages(backbone: nn.Module, n: int) -> None:
+    """Stop gradients to the first ``n`` stages (the stem counts as one); the rest keep theirs. In training mode
+    their BatchNorm statistics still adapt."""
+    if n <= 0:
+        return
+    ids = stage_ids(backbone)
+    stages = max(ids.values()) + 1
+    if n >= stages:
+        raise ValueError(f"freeze_stages {n} leaves nothing of the backbone to train: it has {stages} stages, "
+                         f"the stem counted; use at most {stages - 1} (head_epochs train the head alone)")
+    for name, param in backbone.named_parameters():
+        if ids[name] < n:
+            param.requires_grad_(False)
 
 
 def layer_ids(backbone: nn.Module) -> dict[str, int]:
@@ -69,14 +109,15 @@ def _decays(name: str, param: nn.Parameter) -> bool:
 
 def param_groups(model: Classifier, *, lr: float, weight_decay: float = 0.0, n_groups: int = 1,
                  ratio: float = 1.0, layer_decay: float | None = None, head_only: bool = False) -> list[dict]:
-    """Optimizer groups by (rate, decay), from the head's rate down to the stem's: the first group trains at
-    ``lr``, the last at the stem's rate. ``head_only``: the head's parameters alone."""
+    """Optimizer groups by (rate, decay) of the parameters that train, from the head's rate down to the
+    stem's: the first group trains at ``lr``, the last at the lowest rate. ``head_only``: the head's
+    parameters alone."""
     scaled: list[tuple[float, str, nn.Parameter]] = [(1.0, n, p) for n, p in model.head.named_parameters()]
     if not head_only:
         ids = layer_ids(model.backbone)
         n_layers = max(ids.values(), default=-1) + 1
         scales = depth_scales(n_layers, n_groups=n_groups, ratio=ratio, layer_decay=layer_decay)
-        scaled += [(scales[ids[n]], n, p) for n, p in model.backbone.named_parameters()]
+        scaled += [(scales[ids[n]], n, p) for n, p in model.backbone.named_parameters() if p.requires_grad]
     groups: dict[tuple[float, bool], dict] = {}
     for scale, name, param in sorted(scaled, key=lambda s: -s[0]):  # stable: forward order within a rate
         decays = _decays(name, param) and weight_decay > 0

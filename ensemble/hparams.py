@@ -36,6 +36,7 @@ class TrainConfig:
     momentum: float = 0.9  # of the optimizers that have one (sgd, momentum, ...)
     weight_decay: float = 0.05  # on weights only: none on norms and biases
     layer_decay: float | None = field(default=None, metadata={"type": float})  # phase 2: layer i of n at decay**(n-i)
+    freeze_stages: int = 0  # phase 2: the first n stages (the stem one of them) stay frozen
     ema: float = 0.0  # decay of an EMA of the weights (timm ModelEmaV3, warming up); 0: off
     clip_grad: float | None = field(default=None, metadata={"type": float})  # max global gradient norm; None: off
     warmup_epochs: float = 1.0

@@ -1,14 +1,15 @@
 """The optimizer, learning-rate schedule and weight EMA of one training phase.
 
-The head phase trains the head alone on one cosine; the full phase trains every parameter, with rates that
-fall by depth (``ensemble.finetune``) on one cosine or SGDR's cycles (``ensemble.schedule``). The optimizer
-is timm's of the configured name (``timm.optim.create_optimizer_v2``), with no weight decay on norms and
-biases; the EMA is timm's ``ModelEmaV3``, its decay warming up with the step count.
+The head phase trains the head alone on one cosine; the full phase trains every parameter but those of the
+first stages it keeps frozen, with rates that fall by depth (``ensemble.finetune``) on one cosine or SGDR's
+cycles (``ensemble.schedule``). The optimizer is timm's of the configured name
+(``timm.optim.create_optimizer_v2``), with no weight decay on norms and biases; the EMA is timm's
+``ModelEmaV3``, its decay warming up with the step count.
 """
 
 from __future__ import annotations
 
-from ensemble.finetune import freeze_backbone, param_groups
+from ensemble.finetune import freeze_backbone, freeze_stages, param_groups
 from ensemble.hparams import TrainConfig
 from ensemble.schedule import Cosine, cycle_bounds
 
@@ -23,6 +24,7 @@ def make_optimizer(model, config: TrainConfig, phase: str, steps_per_epoch: int)
         groups = param_groups(model, lr=config.lr, weight_decay=config.weight_decay, head_only=True)
         epochs, cycles = config.head_epochs, None
     else:
+        freeze_stages(model.backbone, config.freeze_stages)
         groups = param_groups(model, lr=config.lr * config.finetune_lr_scale, weight_decay=config.weight_decay,
                               n_groups=config.lr_groups, ratio=config.lr_ratio, layer_decay=config.layer_decay)
         epochs = config.epochs

@@ -163,6 +163,8 @@ class FoldRun:
         if progress is not None:
             progress.begin_epoch(len(loader))
         lrs = [g["lr"] for g in self.optimizer.param_groups]
+        stem = next(self.model.backbone.parameters())  # 0 while it is frozen (the head phase, freeze_stages)
+        lr_stem = next((g["lr"] for g in self.optimizer.param_groups if any(p is stem for p in g["params"])), 0.0)
         steps: list[float] = []
         train_loss = run_epoch(self.model, loader, self.optimizer, self.schedule, self.scaler, device=self.device,
                                dtype=self.dtype, frozen_backbone=self.phase == "head", mixer=self.mixer,
@@ -181,7 +183,7 @@ class FoldRun:
         val_loss, val_acc = evaluate(self.predictor, val_loader, self.data.val_targets, device=self.device,
                                       dtype=self.dtype, on_features=on_features)
         return {"epoch": epoch + 1, "phase": self.phase, "train_loss": train_loss, "val_loss": val_loss,
-                "val_accuracy": val_acc, "lr": lrs[0], "lr_stem": lrs[-1],
+                "val_accuracy": val_acc, "lr": lrs[0], "lr_stem": lr_stem,
                 "seconds": time.perf_counter() - t0 - compiling,
                 "on_features": on_features}
 

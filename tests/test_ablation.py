@@ -11,7 +11,7 @@ BASE = {"backbone": "resnet18", "weights": "w.pt", "image_size": 112, "head_epoc
         "batch_size": 32, "lr_groups": 1, "lr_ratio": 1.0, "finetune_lr_scale": 1.0, "cycle_epochs": None,
         "cycle_mult": 1.0, "cycle_decay": 1.0, "snapshots": False, "augment": "light", "mixup": 0.2, "cutmix": 0.0,
         "label_smoothing": 0.1, "keep": "best", "patience": 2, "seed": 0}
-TWO = {"head_epochs": 2, "lr_groups": 3, "lr_ratio": 0.3, "finetune_lr_scale": 0.4}
+TWO = {"head_epochs": 2, "freeze_stages": 2, "lr_groups": 3, "lr_ratio": 0.3, "finetune_lr_scale": 0.4}
 SGDR = {"cycle_epochs": 2, "snapshots": True}
 STEPS_ = {"augment": {"augment": "standard"}, "baseline": {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4},
           "optimizer": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05}, "layer_decay": 0.7, "ema": 0.99}
@@ -23,6 +23,7 @@ def test_each_row_adds_one_step_and_keeps_the_whole_network_epochs():
     base = rows["baseline"]
     assert base["head_epochs"] == 0 and base["epochs"] == 8 and base["augment"] == "none"
     assert base["mixup"] == 0 and base["label_smoothing"] == 0 and base["lr_groups"] == 1
+    assert base["freeze_stages"] == 0  # every stage trains until the two-phase step
     assert base["keep"] == "last" and base["patience"] == 0  # every row scored the same way
     assert base["weights"] == "w.pt" and base["image_size"] == 112  # from the model
     assert base["lr"] == 0.05 and base["optimizer"] == "sgd"  # from ablation.baseline, not the model
@@ -38,6 +39,7 @@ def test_each_row_adds_one_step_and_keeps_the_whole_network_epochs():
     assert {k for k in rows["ema"] if rows["ema"][k] != rows["layer_decay"][k]} == {"ema"}
     described = describe(variants(BASE, two_phase=TWO, sgdr=SGDR, **STEPS_), ["original", "hflip"])
     assert "2 head epochs" in described["two_phase"] and "adamw lr 0.001" in described["optimizer"]
+    assert "first 2 stages kept frozen" in described["two_phase"]
 
 
 @pytest.mark.parametrize("two,sgdr,message", [

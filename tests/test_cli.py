@@ -103,6 +103,24 @@ def test_the_training_dataclass_and_the_schema_hold_the_same_defaults():
         assert verbs[verb].get_default("batch_size") == PREDICT_BATCH_SIZE, verb
 
 
+def test_the_dogs10_recipe_is_the_defaults_with_only_data_weights_size_and_epochs_set():
+    """benchmarks/dogs10/recipe.yaml, layered on config.yaml as snakemake layers config files (nested keys
+    merged), trains the schema's defaults: no demo setting of config.yaml's model leaks into it."""
+    import yaml
+    from snakemake.utils import update_config
+
+    from ensemble.config import member_settings, model_defaults
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    recipe = yaml.safe_load((REPO / "benchmarks" / "dogs10" / "recipe.yaml").read_text())
+    update_config(config, recipe)
+    (name, model), = config["models"].items()
+    assert set(recipe["models"][name]) == {"backbone", "weights", "image_size", "head_epochs", "epochs"}
+    settings = member_settings(model, seed=0)
+    assert {k: settings[k] for k in model_defaults() if k not in recipe["models"][name]} == {
+        k: v for k, v in model_defaults().items() if k not in recipe["models"][name]}
+
+
 @pytest.mark.parametrize(("cores", "jobs", "threads"), [
     (2, 5, [1, 1, 1, 1, 2]),  # 5 folds on 2 cores: the 5th alone on both
     (2, 4, [1, 1, 1, 1]), (3, 4, [1, 1, 1, 3]), (7, 3, [3, 2, 2]), (16, 5, [4, 3, 3, 3, 3]), (2, 1, [2]),

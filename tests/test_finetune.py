@@ -4,7 +4,7 @@ import torch
 import torchvision
 from test_train import CONFIG, Killed, _kill_after_first_checkpoint, _train
 
-from ensemble.finetune import layer_ids, param_groups, set_train_mode
+from ensemble.finetune import freeze_stages, layer_ids, param_groups, set_train_mode, stage_ids
 from ensemble.hparams import TrainConfig
 from ensemble.models import build_model
 from ensemble.schedule import Cosine
@@ -84,6 +84,56 @@ def test_layer_decay_follows_timms_own_grouping_for_timm_backbones():
     n = max(ids.values()) + 1
     assert rate_of[id(model.backbone.conv1[0].weight)] == pytest.approx(0.8**n)
     assert rate_of[id(model.backbone.layer4[1].se.fc2.weight)] == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("name,stem,first_stage,second_stage", [
+    ("resnet18", "conv1.weight", "layer1.1.bn2.bias", "layer2.0.conv1.weight"),
+    ("regnet_y_400mf", "stem.1.weight", "trunk_output.block1.block1-0.proj.0.weight",
+     "trunk_output.block2.block2-0.proj.0.weight"),
+    ("efficientnet_b0", "features.0.0.weight", "features.1.0.block.0.0.weight", "features.2.0.block.0.0.weight"),
+    ("seresnext26d_32x4d", "conv1.0.weight", "layer1.1.se.fc2.weight", "layer2.0.conv1.weight"),  # timm's own
+])
+def test_stages_are_the_stem_then_each_stage_of_blocks(name, stem, first_stage, second_stage):
+    backbone = build_model(name, n_classes=3, hidden=[]).backbone
+    ids = stage_ids(backbone)
+    assert set(ids) == {n for n, _ in backbone.named_parameters()}
+    assert (ids[stem], ids[first_stage], ids[second_stage]) == (0, 1, 2)
+    assert sorted(set(ids.values())) == list(range(max(ids.values()) + 1))
+
+
+def test_freezing_stages_leaves_them_out_of_the_optimizer_and_of_training(model):
+    """Phase 2 with the stem and the first stage frozen: their weights never move and the optimizer does not hold
+    them, while their BatchNorm statistics still adapt and every later stage trains."""
+    from ensemble.optim import make_optimizer
+
+    config = TrainConfig(backbone="resnet18", freeze_stages=2, lr=1e-2, head_epochs=1, epochs=1, warmup_epochs=0)
+    optimizer, _ = make_optimizer(model, config, "full", steps_per_epoch=2)
+    held = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    frozen = [*model.backbone.conv1.parameters(), *model.backbone.bn1.parameters(), *model.backbone.layer1.parameters()]
+    assert not any(id(p) in held or p.requires_grad for p in frozen)
+    assert all(id(p) in held for p in [*model.backbone.layer2.parameters(), *model.head.parameters()])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    set_train_mode(model, frozen_backbone=False)
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    optimizer.zero_grad()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    moved = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert "backbone.layer2.0.conv1.weight" in moved and "head.0.weight" in moved
+    params = {n for n, _ in model.named_parameters()}
+    assert not {k for k in moved & params if k.startswith(("backbone.conv1.", "backbone.bn1.", "backbone.layer1."))}
+    assert {"backbone.bn1.running_mean", "backbone.layer1.0.bn1.running_var"} <= moved  # statistics adapt
+    make_optimizer(model, config, "head", steps_per_epoch=2)
+    assert not any(p.requires_grad for p in model.backbone.parameters())  # the head phase freezes it all
+
+
+def test_freeze_stages_counts_the_stem_and_refuses_to_freeze_everything(model):
+    freeze_stages(model.backbone, 0)
+    assert all(p.requires_grad for p in model.backbone.parameters())
+    freeze_stages(model.backbone, 4)  # all but layer4
+    assert [n for n, p in model.backbone.named_parameters() if p.requires_grad][0] == "layer4.0.conv1.weight"
+    with pytest.raises(ValueError, match="leaves nothing of the backbone to train: it has 5 stages"):
+        freeze_stages(model.backbone, 5)
 
 
 def test_head_only_groups_hold_the_head_alone(model):
