@@ -174,6 +174,7 @@ def test_two_phases_resume_across_the_boundary_exactly(fold_data, tmp_path, monk
     history = pd.read_csv(paths["history_path"])
     assert history["phase"].tolist() == ["head", "full"]
     assert history["lr_stem"].iloc[1] == pytest.approx(history["lr"].iloc[1] * 0.25)
+    assert history["lr_stem"].iloc[0] == 0  # the frozen head phase: the stem does not train
     with monkeypatch.context() as m:
         _kill_after_first_checkpoint(m)
         with pytest.raises(Killed):
