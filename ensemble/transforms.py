@@ -37,9 +37,13 @@ def mode(interpolation: str) -> v2.InterpolationMode:
     return v2.InterpolationMode(interpolation)
 
 
+def _resize_crop(resize: int, size: int, interpolation: str) -> list:
+    """Resize the shorter side to ``resize`` px, then centre-crop ``size``."""
+    return [v2.Resize(resize, interpolation=mode(interpolation), antialias=True), v2.CenterCrop(size)]
+
+
 def _eval_steps(size: int, crop_pct: float, interpolation: str = "bilinear") -> list:
-    return [v2.Resize(round(size / crop_pct), interpolation=mode(interpolation), antialias=True),
-            v2.CenterCrop(size)]
+    return _resize_crop(round(size / crop_pct), size, interpolation)
 
 
 def train_transform(size: int, crop_pct: float = 0.875, preset: str = "light",
@@ -93,7 +97,6 @@ class _Corner:
 
 def _view_steps(view: str, size: int, crop_pct: float, interpolation: str) -> list:
     """The steps of one TTA view other than five_crop, before the tensor conversion."""
-    how = mode(interpolation)
     if view == "original":
         return _eval_steps(size, crop_pct, interpolation)
     if view == "hflip":
@@ -102,14 +105,14 @@ def _view_steps(view: str, size: int, crop_pct: float, interpolation: str) -> li
         return [*_view_steps(view.removeprefix("hflip+"), size, crop_pct, interpolation),
                 v2.RandomHorizontalFlip(p=1.0)]
     if view == "full":
-        return [v2.Resize(size, interpolation=how, antialias=True), v2.CenterCrop(size)]
+        return _resize_crop(size, size, interpolation)
     if view.startswith("scale:"):
         factor = float(view.split(":", 1)[1])
         resize = round(size / crop_pct * factor)
         if resize < size:
             raise ValueError(f"TTA view {view!r} resizes to {resize} px, below the {size} px crop (the eval resize "
                              f"is {round(size / crop_pct)} px); use full for the whole centre square")
-        return [v2.Resize(resize, interpolation=how, antialias=True), v2.CenterCrop(size)]
+        return _resize_crop(resize, size, interpolation)
     raise ValueError(f"unknown TTA view {view!r}; valid: original, hflip, full, scale:<factor>, hflip+full, "
                      "hflip+scale:<factor>, five_crop")
 
