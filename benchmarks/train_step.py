@@ -1,12 +1,14 @@
 """The pipeline's training step vs a bare PyTorch loop on the same model and batches.
 
-    python benchmarks/train_step.py [--repeats 7] [--steps 6] [--size 112] [--batch 32] [--threads 2]
+    python benchmarks/train_step.py [--repeats 7] [--steps 6] [--size 112] [--batch 32] [--threads 2] [--compile]
 
 Pipeline: ``ensemble.loops.run_epoch`` (uint8 batches normalised inside the model, log-softmax + NLL, grad
 scaler, per-batch schedule step, loss read back, progress bar) on ``ensemble.models.build_model``. Bare:
 ``model(x)``, ``F.cross_entropy``, ``backward``, ``step`` on batches normalised beforehand (its best case).
 Both use bf16 autocast and channels_last where this CPU supports them, and the same batches in memory, so
 the difference is the step's own overhead. Interleaved rounds; the table gives the median and spread.
+``--compile`` adds the pipeline's step with the forward pass through ``torch.compile`` (what
+``train.compile: true`` does), its compilation timed apart: the evidence for compiling on CUDA only.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also time the step with torch.compile")
     a = parser.parse_args()
     torch.set_num_threads(a.threads)
     cpu = torch.device("cpu")
@@ -66,15 +69,33 @@ def main() -> None:
         model_b.train()
         return timed(lambda: [bare_step(x, y) for x, y in normalised]) / a.steps
 
-    pipeline(), bare()  # warm-up
-    runs = interleaved({"pipeline": pipeline, "bare": bare}, a.repeats)
+    variants = {"pipeline": pipeline, "bare": bare}
+    compile_seconds = None
+    if a.compile:
+        model_c, opt_c = fresh()
+        schedule_c = Cosine(opt_c, a.steps * (a.repeats + 1))
+        forward = torch.compile(model_c)
+
+        def compiled() -> float:
+            return timed(lambda: run_epoch(model_c, batches, opt_c, schedule_c, scaler, device=cpu, dtype=dtype,
+                                           frozen_backbone=False, forward=forward)) / a.steps
+
+        compile_seconds = timed(lambda: run_epoch(model_c, batches[:1], opt_c, schedule_c, scaler, device=cpu,
+                                                  dtype=dtype, frozen_backbone=False, forward=forward))
+        variants["compiled"] = compiled
+    for run in variants.values():  # warm-up
+        run()
+    runs = interleaved(variants, a.repeats)
     ratio = [p / b for p, b in zip(runs["pipeline"], runs["bare"])]
     ms = {k: [v * 1000 for v in vs] for k, vs in runs.items()}
     print_table(f"Training step, ResNet-18 + fc 4096 head, batch {a.batch} x {a.size} px, "
                 f"{'bf16 + ' if dtype else ''}channels_last, {a.threads} threads; {a.repeats} interleaved rounds "
                 f"of {a.steps} steps, median (min-max)", ["loop", "ms per step"],
                 [["bare PyTorch", spread(ms["bare"])], ["pipeline (run_epoch)", spread(ms["pipeline"])],
-                 ["pipeline / bare", spread(ratio, "{:.3f}")]])
+                 ["pipeline / bare", spread(ratio, "{:.3f}")]]
+                + ([[f"pipeline, torch.compile (after {compile_seconds:.0f} s compiling)", spread(ms["compiled"])],
+                    ["compiled / pipeline", spread([c / p for c, p in zip(runs["compiled"], runs["pipeline"])],
+                                                   "{:.3f}")]] if a.compile else []))
 
 
 if __name__ == "__main__":
