@@ -45,13 +45,19 @@ def main() -> None:
         model = build_model("resnet18", n_classes=10, hidden=[4096]).to(memory_format=torch.channels_last)
         return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
-    model_p, opt_p = fresh()
-    schedule = Cosine(opt_p, a.steps * (a.repeats + 1))
     scaler = torch.amp.GradScaler("cpu", enabled=False)
 
-    def pipeline() -> float:
-        return timed(lambda: run_epoch(model_p, batches, opt_p, schedule, scaler, device=cpu, dtype=dtype,
-                                       frozen_backbone=False)) / a.steps
+    def pipeline(compiled: bool = False):
+        """The pipeline's step on a fresh model (its forward pass through torch.compile when ``compiled``): a
+        function of some batches (all by default) that trains on them and returns the seconds per step."""
+        model, opt = fresh()
+        schedule = Cosine(opt, a.steps * (a.repeats + 1) + 1)
+        forward = torch.compile(model) if compiled else None
+
+        def run(chunk=batches) -> float:
+            return timed(lambda: run_epoch(model, chunk, opt, schedule, scaler, device=cpu, dtype=dtype,
+                                           frozen_backbone=False, forward=forward)) / len(chunk)
+        return run
 
     model_b, opt_b = fresh()
     normalised = [(model_b.normalise(x).contiguous(memory_format=torch.channels_last), y) for x, y in batches]
@@ -69,20 +75,11 @@ def main() -> None:
         model_b.train()
         return timed(lambda: [bare_step(x, y) for x, y in normalised]) / a.steps
 
-    variants = {"pipeline": pipeline, "bare": bare}
+    variants = {"pipeline": pipeline(), "bare": bare}
     compile_seconds = None
     if a.compile:
-        model_c, opt_c = fresh()
-        schedule_c = Cosine(opt_c, a.steps * (a.repeats + 1))
-        forward = torch.compile(model_c)
-
-        def compiled() -> float:
-            return timed(lambda: run_epoch(model_c, batches, opt_c, schedule_c, scaler, device=cpu, dtype=dtype,
-                                           frozen_backbone=False, forward=forward)) / a.steps
-
-        compile_seconds = timed(lambda: run_epoch(model_c, batches[:1], opt_c, schedule_c, scaler, device=cpu,
-                                                  dtype=dtype, frozen_backbone=False, forward=forward))
-        variants["compiled"] = compiled
+        variants["compiled"] = pipeline(compiled=True)
+        compile_seconds = variants["compiled"](batches[:1])  # the first step compiles
     for run in variants.values():  # warm-up
         run()
     runs = interleaved(variants, a.repeats)
