@@ -19,6 +19,7 @@ from torch.utils.data import TensorDataset
 
 from ensemble.cache import ImageCache, build_cache, cache_side
 from ensemble.data import image_dataset, make_loader, source
+from ensemble.device import resolve_precision
 from ensemble.features import backbone_features
 from ensemble.finetune import freeze_backbone
 from ensemble.layout import Layout, read_labels
@@ -40,7 +41,7 @@ def main() -> None:
     a = parser.parse_args()
     torch.set_num_threads(a.threads)
     cpu = torch.device("cpu")
-    dtype = torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    dtype = resolve_precision("auto", cpu)
     data = DOGS10 if DOGS10.exists() else photo_set(REPO / "results" / "benchmarks" / "photos500")
     side = cache_side(a.size)
     cache_dir = REPO / "results" / "benchmarks" / f"{data.name}-cache-{side}px"

@@ -21,6 +21,7 @@ from _bench import DOGS10, REPO, interleaved, photo_set, print_table, spread, ti
 
 from ensemble.cache import ImageCache, build_cache, cache_side
 from ensemble.data import CachedRows, image_dataset, make_loader, source
+from ensemble.device import resolve_precision
 from ensemble.layout import Layout, read_classes, read_labels
 from ensemble.loops import autocast
 from ensemble.models import build_model
@@ -44,17 +45,16 @@ def _cpu_ms_per_image(dataset, batch_size: int = 64) -> float:
 
 
 def _model_rate(size: int, batch_size: int = 32, steps: int = 4) -> float:
-    """Images/s of ResNet-18 training steps at ``size`` px (bf16 + channels_last where the CPU has them)."""
+    """Images/s of ResNet-18 training steps at ``size`` px (channels_last, at ``precision: auto``'s dtype)."""
     torch.manual_seed(0)
     model = build_model("resnet18", n_classes=10, hidden=[512]).to(memory_format=torch.channels_last).train()
-    bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8).contiguous(
         memory_format=torch.channels_last)
     y = torch.arange(batch_size) % 10
 
     def step():
-        with autocast(torch.device("cpu"), torch.bfloat16 if bf16 else None):
+        with autocast(torch.device("cpu"), resolve_precision("auto", torch.device("cpu"))):
             loss = torch.nn.functional.cross_entropy(model(x).float(), y)
         optimizer.zero_grad()
         loss.backward()

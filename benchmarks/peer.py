@@ -5,10 +5,11 @@ set with the one model. This script does the same with timm's own library pieces
 (timm's train.py itself is not in the wheel): ``create_loader`` with ``create_transform`` (random resized
 crop scale 0.08-1, ratio 3/4-4/3, random interpolation, flip 0.5, colour jitter 0.4), label smoothing 0.1
 (``LabelSmoothingCrossEntropy``), ``create_optimizer_v2`` (AdamW lr 1e-3, weight decay 0.05, none on norms and
-biases), ``create_scheduler_v2`` (cosine stepped per epoch, 1 warmup epoch from 1e-5), bf16 autocast +
-channels_last, batch 32, 2 loader workers, eval at the model's own crop_pct and interpolation. The starting
-weights load as train.py's ``--initial-checkpoint`` would: the whole file, the classifier too when its shape
-fits (``../shared/peer/README.md``).
+biases), ``create_scheduler_v2`` (cosine stepped per epoch, 1 warmup epoch from 1e-5), channels_last with bf16
+autocast where the CPU computes bf16 natively (the pipeline's ``precision: auto``; else fp32), batch 32, 2 loader
+workers, eval at the model's own crop_pct and interpolation. The starting weights load as train.py's
+``--initial-checkpoint`` would: the whole file, the classifier too when its shape fits
+(``../shared/peer/README.md``).
 
 It trains at ``--epochs`` (equal epochs per model) and at (k-1) x ``--epochs`` (the compute of k fold models,
 each on (k-1)/k of the images), and with ``--configfile`` runs the pipeline on the same data through
@@ -78,6 +79,8 @@ def train_peer(data: Path, answers: Path, *, model_name: str, weights: Path | No
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
 
+    from ensemble.device import resolve_precision
+
     started = time.perf_counter()
     timm.utils.random_seed(seed, 0)
     labels, test = pd.read_csv(data / "labels.csv", dtype=str), pd.read_csv(answers, dtype=str)
@@ -98,7 +101,8 @@ def train_peer(data: Path, answers: Path, *, model_name: str, weights: Path | No
     scheduler, _ = create_scheduler_v2(optimizer, sched="cosine", num_epochs=epochs, warmup_epochs=1,
                                        warmup_lr=1e-5, min_lr=0.0, updates_per_epoch=len(train_loader))
     loss_fn = LabelSmoothingCrossEntropy(smoothing=0.1)
-    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+    dtype = resolve_precision("auto", torch.device("cpu"))  # the pipeline's rule, so both run alike
+    autocast = lambda: torch.autocast("cpu", dtype=dtype, enabled=dtype is not None)  # noqa: E731
     updates = 0
     for epoch in range(epochs):
         model.train()

@@ -1,12 +1,15 @@
 """The pipeline's training step vs a bare PyTorch loop on the same model and batches.
 
     python benchmarks/train_step.py [--repeats 7] [--steps 6] [--size 112] [--batch 32] [--threads 2] [--compile]
+                                    [--precision auto|fp32|bf16|both]
 
 Pipeline: ``ensemble.loops.run_epoch`` (uint8 batches normalised inside the model, log-softmax + NLL, grad
 scaler, per-batch schedule step, loss read back, progress bar) on ``ensemble.models.build_model``. Bare:
 ``model(x)``, ``F.cross_entropy``, ``backward``, ``step`` on batches normalised beforehand (its best case).
-Both use bf16 autocast and channels_last where this CPU supports them, and the same batches in memory, so
-the difference is the step's own overhead. Interleaved rounds; the table gives the median and spread.
+Both use channels_last, the precision that ``precision: auto`` resolves to on this CPU (bf16 autocast where
+the CPU computes bf16 natively, else fp32) and the same batches in memory, so the difference is the step's own
+overhead. ``--precision both`` adds the pipeline's step in the other precision: the evidence for ``auto``.
+Interleaved rounds; the table gives the median and spread.
 ``--compile`` adds the pipeline's step with the forward pass through ``torch.compile`` (what
 ``train.compile: true`` does), its compilation timed apart: the evidence for compiling on CUDA only.
 """
@@ -19,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from _bench import interleaved, print_table, spread, timed
 
+from ensemble.device import resolve_precision
 from ensemble.loops import autocast, run_epoch
 from ensemble.models import build_model
 from ensemble.schedule import Cosine
@@ -32,10 +36,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time the step with torch.compile")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "both"], default="auto",
+                        help="both: auto's choice, and the pipeline's step in the other precision too")
     a = parser.parse_args()
     torch.set_num_threads(a.threads)
     cpu = torch.device("cpu")
-    dtype = torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    dtype = resolve_precision("auto" if a.precision == "both" else a.precision, cpu)
+    other = (None if dtype is not None else torch.bfloat16) if a.precision == "both" else False
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randint(0, 256, (a.batch, 3, a.size, a.size), dtype=torch.uint8, generator=g),
                 torch.randint(0, 10, (a.batch,), generator=g)) for _ in range(a.steps)]
@@ -47,9 +54,10 @@ def main() -> None:
 
     scaler = torch.amp.GradScaler("cpu", enabled=False)
 
-    def pipeline(compiled: bool = False):
-        """The pipeline's step on a fresh model (its forward pass through torch.compile when ``compiled``): a
-        function of some batches (all by default) that trains on them and returns the seconds per step."""
+    def pipeline(compiled: bool = False, dtype: torch.dtype | None = dtype):
+        """The pipeline's step on a fresh model (its forward pass through torch.compile when ``compiled``) at
+        ``dtype``: a function of some batches (all by default) that trains on them and returns the seconds per
+        step."""
         model, opt = fresh()
         schedule = Cosine(opt, a.steps * (a.repeats + 1) + 1)
         forward = torch.compile(model) if compiled else None
@@ -75,7 +83,10 @@ def main() -> None:
         model_b.train()
         return timed(lambda: [bare_step(x, y) for x, y in normalised]) / a.steps
 
+    name = lambda d: "bf16" if d is not None else "fp32"  # noqa: E731
     variants = {"pipeline": pipeline(), "bare": bare}
+    if other is not False:
+        variants["other"] = pipeline(dtype=other)
     compile_seconds = None
     if a.compile:
         variants["compiled"] = pipeline(compiled=True)
@@ -86,10 +97,13 @@ def main() -> None:
     ratio = [p / b for p, b in zip(runs["pipeline"], runs["bare"])]
     ms = {k: [v * 1000 for v in vs] for k, vs in runs.items()}
     print_table(f"Training step, ResNet-18 + fc 4096 head, batch {a.batch} x {a.size} px, "
-                f"{'bf16 + ' if dtype else ''}channels_last, {a.threads} threads; {a.repeats} interleaved rounds "
+                f"{name(dtype)} + channels_last, {a.threads} threads; {a.repeats} interleaved rounds "
                 f"of {a.steps} steps, median (min-max)", ["loop", "ms per step"],
                 [["bare PyTorch", spread(ms["bare"])], ["pipeline (run_epoch)", spread(ms["pipeline"])],
                  ["pipeline / bare", spread(ratio, "{:.3f}")]]
+                + ([[f"pipeline in {name(other)}", spread(ms["other"])],
+                    [f"{name(other)} / {name(dtype)}", spread([o / p for o, p in zip(runs["other"], runs["pipeline"])],
+                                                              "{:.3f}")]] if other is not False else [])
                 + ([[f"pipeline, torch.compile (first step, compiling included: {compile_seconds:.0f} s)",
                      spread(ms["compiled"])],
                     ["compiled / pipeline", spread([c / p for c, p in zip(runs["compiled"], runs["pipeline"])],
