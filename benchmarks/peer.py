@@ -35,6 +35,8 @@ import torch.nn.functional as F
 from _bench import REPO, print_table
 from PIL import Image
 
+from ensemble.device import resolve_precision
+
 
 class KaggleImages(torch.utils.data.Dataset):
     """(image, target) of a Kaggle-layout folder: ``table`` is an id,breed frame, images are ``folder/<id>.jpg``.
@@ -78,8 +80,6 @@ def train_peer(data: Path, answers: Path, *, model_name: str, weights: Path | No
     from timm.loss import LabelSmoothingCrossEntropy
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
-
-    from ensemble.device import resolve_precision
 
     started = time.perf_counter()
     timm.utils.random_seed(seed, 0)
@@ -173,8 +173,9 @@ def main(a: argparse.Namespace) -> None:
     if a.configfile:
         r = run_pipeline(a.configfile, a.run, a.cores)
         rows.append([f"pipeline: {a.configfile} ({a.k} folds x {a.epochs} epochs), submission", r])
-    print_table(f"_{a.data.name} at {a.image_size} px, {a.model}, weights {a.weights or 'random'}; test set scored "
-                f"with {answers.name}_", ["what", "test log loss", "accuracy", "wall s"],
+    precision = "bf16" if resolve_precision("auto", torch.device("cpu")) else "fp32"  # the peer's and the pipeline's
+    print_table(f"_{a.data.name} at {a.image_size} px, {a.model}, weights {a.weights or 'random'}, {precision}; test "
+                f"set scored with {answers.name}_", ["what", "test log loss", "accuracy", "wall s"],
                 [[w, f"{r['log_loss']:.3f}", f"{100 * r['accuracy']:.1f}%", f"{r['seconds']:.0f}"] for w, r in rows])
 
 
