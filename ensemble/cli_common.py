@@ -78,6 +78,7 @@ def add_train_config(p) -> None:
     p.add_argument("--image-size", type=int, default=d.image_size)
     p.add_argument("--head-epochs", type=int, default=d.head_epochs)
     p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--top-stage-epochs", type=int, default=d.top_stage_epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--finetune-lr-scale", type=float, default=d.finetune_lr_scale)

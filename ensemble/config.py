@@ -75,6 +75,9 @@ def check_models(models: dict[str, dict], seed: int) -> list[Member]:
             raise ValueError(f"{where}: layer_decay and lr_groups > 1 both set rates by depth; use one")
         if settings["head_epochs"] + settings["epochs"] < 1:
             raise ValueError(f"{where}: head_epochs + epochs must be at least 1")
+        if settings["top_stage_epochs"] and settings["top_stage_epochs"] >= settings["epochs"]:
+            raise ValueError(f"{where}: top_stage_epochs ({settings['top_stage_epochs']}) counts among epochs "
+                             f"({settings['epochs']}) and must be fewer, so that the whole network trains too")
         if models[member.model].get("refit") and refit_rule(settings):
             raise ValueError(f"{where}: {refit_rule(settings)}")
     return found

@@ -57,13 +57,17 @@ def stage_ids(backbone: nn.Module) -> dict[str, int]:
     return group_parameters(backbone, matcher, reverse=True)
 
 
+def stage_count(backbone: nn.Module) -> int:
+    """The backbone's stages, the stem counted (5 for a ResNet)."""
+    return max(stage_ids(backbone).values()) + 1
+
+
 def freeze_stages(backbone: nn.Module, n: int) -> None:
     """Stop gradients to the first ``n`` stages (the stem counts as one); the rest keep theirs. In training mode
     their BatchNorm statistics still adapt."""
     if n <= 0:
         return
-    ids = stage_ids(backbone)
-    stages = max(ids.values()) + 1
+    ids, stages = stage_ids(backbone), stage_count(backbone)
     if n >= stages:
         raise ValueError(f"freeze_stages {n} leaves nothing of the backbone to train: it has {stages} stages, "
                          f"the stem counted; use at most {stages - 1} (head_epochs train the head alone)")

@@ -18,6 +18,7 @@ class TrainConfig:
     image_size: int | None = field(default=None, metadata={"type": int})  # px; None: the backbone's own
     head_epochs: int = 10  # phase 1: backbone frozen, only the head trains (0: no such phase)
     epochs: int = 9  # phase 2: the whole network trains
+    top_stage_epochs: int = 0  # phase 2's first n epochs train the last stage and the head only (of ``epochs``)
     batch_size: int = 32
     lr: float = 1e-3  # peak rate of the head (phase 1), reached after warmup
     finetune_lr_scale: float = 1.0  # phase 2 head rate = lr * finetune_lr_scale
@@ -48,22 +49,33 @@ class TrainConfig:
     def total_epochs(self) -> int:
         return self.head_epochs + self.epochs
 
+    @property
+    def full_start(self) -> int:
+        """The 0-based epoch from which the whole network trains (after the head and top-stage epochs)."""
+        return self.head_epochs + self.top_stage_epochs
+
     def cycle_ends(self) -> list[int]:
-        """Epochs (1-based, over both phases) that end a phase-2 cycle; the last epoch always does."""
+        """Epochs (1-based, over both phases) that end a whole-network cycle; the last epoch always does."""
         from ensemble.schedule import cycle_bounds
 
-        return [self.head_epochs + end for _, end in cycle_bounds(self.epochs, self.cycle_epochs, self.cycle_mult)]
+        full = self.epochs - self.top_stage_epochs
+        return [self.full_start + end for _, end in cycle_bounds(full, self.cycle_epochs, self.cycle_mult)]
 
     def judged(self, epoch: int) -> bool:
         """Whether early stopping and snapshots look at the end of 1-based ``epoch`` (a restart raises the
         loss for a while, so with SGDR only cycle ends are judged)."""
-        if epoch <= self.head_epochs:
+        if epoch <= self.full_start:
             return False
         return self.cycle_epochs is None or epoch in self.cycle_ends()
 
     def phase(self, epoch: int) -> str:
-        """``head`` (backbone frozen) or ``full`` for a 0-based epoch counted over both phases."""
-        return "head" if epoch < self.head_epochs else "full"
+        """The step of the schedule a 0-based epoch (counted over both phases) belongs to: ``head`` (the
+        backbone frozen), ``top`` (the backbone's last stage and the head: gradual unfreezing, as ULMFiT's,
+        Howard & Ruder, arXiv:1801.06146) or ``full`` (the whole network). Each has its own optimizer and
+        warmup + cosine."""
+        if epoch < self.head_epochs:
+            return "head"
+        return "top" if epoch < self.full_start else "full"
 
 
 def should_stop(config: TrainConfig, history: list[dict]) -> bool:

@@ -218,3 +218,43 @@ def test_every_optimizer_the_schema_offers_trains_both_phases(model):
                 assert not weights, (name, weights)  # the frozen backbone keeps its weights
             else:
                 assert "backbone.conv1.weight" in moved, name  # the stem trains too
+
+
+def test_gradual_unfreezing_puts_top_stage_epochs_between_the_head_and_the_whole_network():
+    config = TrainConfig("resnet18", head_epochs=2, top_stage_epochs=2, epochs=4, cycle_epochs=1, patience=1)
+    assert [config.phase(e) for e in range(config.total_epochs)] == ["head"] * 2 + ["top"] * 2 + ["full"] * 2
+    assert config.cycle_ends() == [5, 6]  # SGDR cycles over the whole-network epochs alone
+    assert [e for e in range(1, 7) if config.judged(e)] == [5, 6]
+    from ensemble.config import check_models
+
+    with pytest.raises(ValueError, match=r"models.m: top_stage_epochs \(4\) counts among epochs \(4\)"):
+        check_models({"m": {"backbone": "resnet18", "top_stage_epochs": 4, "epochs": 4}}, seed=0)
+
+
+def test_the_top_phase_trains_the_last_stage_and_the_head_alone(model):
+    from ensemble.optim import make_optimizer
+
+    config = TrainConfig(**{**CONFIG.__dict__, "top_stage_epochs": 1, "epochs": 3})
+    optimizer, schedule = make_optimizer(model, config, "top", steps_per_epoch=5)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained == {n for n, _ in model.named_parameters() if n.startswith(("backbone.layer4.", "head."))}
+    assert {id(p) for g in optimizer.param_groups for p in g["params"]} <= \
+        {id(p) for p in model.parameters() if p.requires_grad}
+    assert schedule.cycles == [(0, 5)]  # one epoch of its own cosine
+    optimizer, schedule = make_optimizer(model, config, "full", steps_per_epoch=5)
+    assert all(p.requires_grad for p in model.parameters()) and schedule.cycles == [(0, 10)]  # the 2 left
+
+
+def test_gradual_unfreezing_resumes_across_its_phases_exactly(fold_data, tmp_path, monkeypatch):
+    config = TrainConfig(**{**CONFIG.__dict__, "head_epochs": 1, "top_stage_epochs": 1, "epochs": 2})
+    _, straight, paths = _train(fold_data, tmp_path / "straight", config)
+    history = pd.read_csv(paths["history_path"])
+    assert history["phase"].tolist() == ["head", "top", "full"]
+    assert history["lr_stem"].tolist()[:2] == [0, 0]  # the stem trains in the whole-network phase alone
+    with monkeypatch.context() as m:
+        _kill_after_first_checkpoint(m)
+        with pytest.raises(Killed):
+            _train(fold_data, tmp_path / "resumed", config)
+    _, resumed, _ = _train(fold_data, tmp_path / "resumed", config)
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
