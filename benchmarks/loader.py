@@ -52,9 +52,10 @@ def _model_rate(size: int, batch_size: int = 32, steps: int = 4) -> float:
     x = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8).contiguous(
         memory_format=torch.channels_last)
     y = torch.arange(batch_size) % 10
+    dtype = resolve_precision("auto", torch.device("cpu"))
 
     def step():
-        with autocast(torch.device("cpu"), resolve_precision("auto", torch.device("cpu"))):
+        with autocast(torch.device("cpu"), dtype):
             loss = torch.nn.functional.cross_entropy(model(x).float(), y)
         optimizer.zero_grad()
         loss.backward()
