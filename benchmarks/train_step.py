@@ -41,8 +41,9 @@ def main() -> None:
     a = parser.parse_args()
     torch.set_num_threads(a.threads)
     cpu = torch.device("cpu")
-    dtype = resolve_precision("auto" if a.precision == "both" else a.precision, cpu)
-    other = (None if dtype is not None else torch.bfloat16) if a.precision == "both" else False
+    both = a.precision == "both"
+    dtype = resolve_precision("auto" if both else a.precision, cpu)
+    other = None if dtype is not None else torch.bfloat16  # timed too with --precision both
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randint(0, 256, (a.batch, 3, a.size, a.size), dtype=torch.uint8, generator=g),
                 torch.randint(0, 10, (a.batch,), generator=g)) for _ in range(a.steps)]
@@ -85,7 +86,7 @@ def main() -> None:
 
     name = lambda d: "bf16" if d is not None else "fp32"  # noqa: E731
     variants = {"pipeline": pipeline(), "bare": bare}
-    if other is not False:
+    if both:
         variants["other"] = pipeline(dtype=other)
     compile_seconds = None
     if a.compile:
@@ -94,20 +95,21 @@ def main() -> None:
     for run in variants.values():  # warm-up
         run()
     runs = interleaved(variants, a.repeats)
-    ratio = [p / b for p, b in zip(runs["pipeline"], runs["bare"])]
     ms = {k: [v * 1000 for v in vs] for k, vs in runs.items()}
+
+    def beside(key: str, label: str, base: str, ratio: str) -> list[list[str]]:
+        """A variant's row, and the row of its time over ``base``'s."""
+        return [[label, spread(ms[key])], [ratio, spread([v / b for v, b in zip(runs[key], runs[base])], "{:.3f}")]]
+
     print_table(f"Training step, ResNet-18 + fc 4096 head, batch {a.batch} x {a.size} px, "
                 f"{name(dtype)} + channels_last, {a.threads} threads; {a.repeats} interleaved rounds "
                 f"of {a.steps} steps, median (min-max)", ["loop", "ms per step"],
-                [["bare PyTorch", spread(ms["bare"])], ["pipeline (run_epoch)", spread(ms["pipeline"])],
-                 ["pipeline / bare", spread(ratio, "{:.3f}")]]
-                + ([[f"pipeline in {name(other)}", spread(ms["other"])],
-                    [f"{name(other)} / {name(dtype)}", spread([o / p for o, p in zip(runs["other"], runs["pipeline"])],
-                                                              "{:.3f}")]] if other is not False else [])
-                + ([[f"pipeline, torch.compile (first step, compiling included: {compile_seconds:.0f} s)",
-                     spread(ms["compiled"])],
-                    ["compiled / pipeline", spread([c / p for c, p in zip(runs["compiled"], runs["pipeline"])],
-                                                   "{:.3f}")]] if a.compile else []))
+                [["bare PyTorch", spread(ms["bare"])],
+                 *beside("pipeline", "pipeline (run_epoch)", "bare", "pipeline / bare"),
+                 *(beside("other", f"pipeline in {name(other)}", "pipeline", f"{name(other)} / {name(dtype)}")
+                   if both else []),
+                 *(beside("compiled", "pipeline, torch.compile (first step, compiling included: "
+                          f"{compile_seconds:.0f} s)", "pipeline", "compiled / pipeline") if a.compile else [])])
 
 
 if __name__ == "__main__":

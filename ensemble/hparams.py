@@ -54,12 +54,17 @@ class TrainConfig:
         """The 0-based epoch from which the whole network trains (after the head and top-stage epochs)."""
         return self.head_epochs + self.top_stage_epochs
 
+    @property
+    def full_epochs(self) -> int:
+        """The whole-network epochs: phase 2's, less its top-stage epochs."""
+        return self.epochs - self.top_stage_epochs
+
     def cycle_ends(self) -> list[int]:
         """Epochs (1-based, over both phases) that end a whole-network cycle; the last epoch always does."""
         from ensemble.schedule import cycle_bounds
 
-        full = self.epochs - self.top_stage_epochs
-        return [self.full_start + end for _, end in cycle_bounds(full, self.cycle_epochs, self.cycle_mult)]
+        return [self.full_start + end
+                for _, end in cycle_bounds(self.full_epochs, self.cycle_epochs, self.cycle_mult)]
 
     def judged(self, epoch: int) -> bool:
         """Whether early stopping and snapshots look at the end of 1-based ``epoch`` (a restart raises the

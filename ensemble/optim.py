@@ -29,7 +29,7 @@ def make_optimizer(model, config: TrainConfig, phase: str, steps_per_epoch: int)
         freeze_stages(model.backbone, stage_count(model.backbone) - 1 if top else config.freeze_stages)
         groups = param_groups(model, lr=config.lr * config.finetune_lr_scale, weight_decay=config.weight_decay,
                               n_groups=config.lr_groups, ratio=config.lr_ratio, layer_decay=config.layer_decay)
-        epochs = config.top_stage_epochs if top else config.epochs - config.top_stage_epochs
+        epochs = config.top_stage_epochs if top else config.full_epochs
         cycles = None if top else [(a * steps_per_epoch, b * steps_per_epoch)
                                    for a, b in cycle_bounds(epochs, config.cycle_epochs, config.cycle_mult)]
     optimizer = create_optimizer_v2(groups, opt=config.optimizer, lr=groups[0]["lr"],
